@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs the real peers that diskguard's integration tests start themselves
+# (private dockerd, etcd, moto_server, loop-mounted ext4). Idempotent: when
+# everything is present it prints nothing and returns in well under 2 s.
+# Run as root on Debian 12. It never starts a service: each test owns its peers.
+set -euo pipefail
+
+VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
+# Pinned to a major so a moto release cannot change the wire format under us.
+MOTO_SPEC='moto[server]>=5,<6'
+
+# docker.io: dockerd 20.10 + /usr/bin/docker (the CLI the tests use), and it
+# pulls in containerd and runc. mount: mount/umount/losetup. util-linux:
+# setpriv (parent-death signal for peers). e2fsprogs: mkfs.ext4.
+APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils)
+
+installed=()
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "test-deps.sh: must run as root (it uses apt-get and writes $VENV)" >&2
+    exit 1
+fi
+
+missing_pkgs() {
+    local pkg status
+    for pkg in "$@"; do
+        status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+        [[ $status == "install ok installed" ]] || printf '%s\n' "$pkg"
+    done
+}
+
+apt_updated=0
+apt_install() {
+    if [[ $apt_updated -eq 0 ]]; then
+        echo "test-deps.sh: apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    echo "test-deps.sh: apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    installed+=("$@")
+}
+
+mapfile -t need < <(missing_pkgs "${APT_PKGS[@]}")
+if [[ ${#need[@]} -gt 0 ]]; then
+    apt_install "${need[@]}"
+fi
+
+# A venv needs both the venv module and ensurepip; Debian's own python3 has
+# the first but not the second until python3-venv is installed, while a
+# pyenv python on PATH usually has both.
+python_can_venv() {
+    "$1" -c 'import venv, ensurepip' >/dev/null 2>&1
+}
+
+if [[ ! -x $VENV/bin/moto_server ]]; then
+    py=$(command -v python3 || true)
+    if [[ -z $py ]] || ! python_can_venv "$py"; then
+        if [[ -n $(missing_pkgs python3 python3-venv) ]]; then
+            apt_install python3 python3-venv
+        fi
+        py=/usr/bin/python3
+    fi
+    if ! python_can_venv "$py"; then
+        echo "test-deps.sh: $py cannot create a venv even after installing python3-venv" >&2
+        exit 1
+    fi
+    echo "test-deps.sh: creating $VENV with $MOTO_SPEC (python: $py)"
+    # A half-made venv from an interrupted run would otherwise stay broken.
+    rm -rf "$VENV"
+    "$py" -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC"
+    installed+=("$VENV ($MOTO_SPEC)")
+fi
+
+if [[ ${#installed[@]} -gt 0 ]]; then
+    echo "test-deps.sh: installed: ${installed[*]}"
+fi

@@ -1,0 +1,65 @@
+//! The command line (clap derive) and the commands it runs.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use commands::run;
+
+/// Keeps ECS container instances alive when Docker's or etcd's disk fills up.
+#[derive(Debug, Parser)]
+#[command(name = "diskguard", version = crate::version::VERSION, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file [default: /etc/diskguard/diskguard.toml; a missing default file
+    /// means all defaults].
+    #[arg(long, global = true, env = "DISKGUARD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: sample, decide, act and report until SIGTERM.
+    Run {
+        /// Decide and report, but never remove or drain anything (same as mode = "observe").
+        #[arg(long)]
+        observe: bool,
+    },
+    /// Take one sample and show the plan the policy would make now.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Health check for scripts: exit 0 ok, 1 warning (≥ prune_start), 2 critical (≥ drain),
+    /// 3 unknown (a watched path cannot be read).
+    Check,
+    /// Validate the configuration or print the defaults.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration file; exit 78 naming the key when it is wrong.
+    Check,
+    /// Print the full default configuration as TOML.
+    Defaults,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,470 @@
+//! Settings: the raw file with every default applied and every value checked.
+//!
+//! `Settings::from_raw` is the only way to build settings from a file, so everything
+//! downstream may assume the invariants listed in `validate` hold.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{
+    Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEtcd, RawPrometheus, RawSample,
+    RawThresholds, Toggle,
+};
+
+/// Dimension names an operator may choose for `cloudwatch.dimensions`. `Volume` is added
+/// by diskguard itself on volume metrics and so is not listed here.
+pub const ALLOWED_DIMENSIONS: &[&str] = &["ClusterName", "InstanceId", "Host"];
+
+/// Metrics that are published only when listed in `cloudwatch.extra_metrics`.
+pub const EXTRA_METRICS: &[&str] = &[
+    "ImagesBytes",
+    "ImageCount",
+    "ContainerCount",
+    "EtcdDbBytes",
+    "EtcdDbInUseBytes",
+    "TopWriterBytes",
+];
+
+/// The shortest sampling interval: statvfs is cheap, but below this the loop would spend
+/// its time logging and notifying rather than watching.
+pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A key whose value is wrong, with what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// Dotted key, e.g. `thresholds.drain`.
+    pub key: String,
+    /// What is wrong, written for the operator.
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Invalid {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything diskguard is told to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub mode: Mode,
+    pub sample: SampleSettings,
+    pub thresholds: Thresholds,
+    pub docker: DockerSettings,
+    pub etcd: EtcdSettings,
+    pub ecs: EcsSettings,
+    pub cloudwatch: CloudWatchSettings,
+    pub prometheus: PrometheusSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleSettings {
+    pub interval: Duration,
+    pub inventory_interval: Duration,
+}
+
+/// Usage thresholds in percent (of bytes or inodes, whichever is higher).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    pub prune_start: f64,
+    pub prune_target: f64,
+    pub drain: f64,
+    pub critical: f64,
+    pub recover: f64,
+    pub recover_after: Duration,
+    pub drain_lead: Duration,
+    pub forecast_window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSettings {
+    /// `None`: `DOCKER_HOST`, else the default socket.
+    pub host: Option<String>,
+    pub root: PathBuf,
+    pub protect: Vec<glob::Pattern>,
+    pub min_image_age: Duration,
+    pub stopped_container_age: Duration,
+    pub prune_build_cache: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtcdSettings {
+    pub enabled: Toggle,
+    pub data_dir: PathBuf,
+    pub endpoint: String,
+    pub quota_warn_percent: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EcsSettings {
+    pub enabled: Toggle,
+    pub introspection_url: String,
+    /// Empty: discover.
+    pub cluster: String,
+    /// Empty: discover.
+    pub container_instance_arn: String,
+    pub max_draining_percent: f64,
+    pub undrain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudWatchSettings {
+    pub enabled: Toggle,
+    pub namespace: String,
+    pub interval: Duration,
+    pub dimensions: Vec<String>,
+    pub extra_metrics: Vec<String>,
+    pub high_resolution: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrometheusSettings {
+    /// `None`: the endpoint is off.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        // The defaults are the contract in design.md; an empty file must give exactly these.
+        Settings::from_raw(RawConfig::default()).expect("the built-in defaults are valid")
+    }
+}
+
+fn duration(key: &str, text: Option<&str>, default: &str) -> Result<Duration, Invalid> {
+    let text = text.unwrap_or(default);
+    let d = humantime::parse_duration(text).map_err(|e| {
+        Invalid::new(
+            key,
+            format!("{text:?} is not a duration ({e}); write e.g. \"90s\" or \"5m\""),
+        )
+    })?;
+    if d.is_zero() {
+        return Err(Invalid::new(key, "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn percent(key: &str, value: Option<f64>, default: f64) -> Result<f64, Invalid> {
+    let v = value.unwrap_or(default);
+    if !(v.is_finite() && v > 0.0 && v <= 100.0) {
+        return Err(Invalid::new(
+            key,
+            format!("{v} is not a percent in (0, 100]"),
+        ));
+    }
+    Ok(v)
+}
+
+impl Settings {
+    /// Applies defaults and validates. The error names the first offending key.
+    pub fn from_raw(raw: RawConfig) -> Result<Settings, Invalid> {
+        let s = raw.sample.unwrap_or_default();
+        let t = raw.thresholds.unwrap_or_default();
+        let d = raw.docker.unwrap_or_default();
+        let e = raw.etcd.unwrap_or_default();
+        let c = raw.ecs.unwrap_or_default();
+        let w = raw.cloudwatch.unwrap_or_default();
+        let p = raw.prometheus.unwrap_or_default();
+
+        let sample = SampleSettings {
+            interval: duration("sample.interval", s.interval.as_deref(), "1s")?,
+            inventory_interval: duration(
+                "sample.inventory_interval",
+                s.inventory_interval.as_deref(),
+                "30s",
+            )?,
+        };
+        let thresholds = Thresholds {
+            prune_start: percent("thresholds.prune_start", t.prune_start, 80.0)?,
+            prune_target: percent("thresholds.prune_target", t.prune_target, 70.0)?,
+            drain: percent("thresholds.drain", t.drain, 90.0)?,
+            critical: percent("thresholds.critical", t.critical, 95.0)?,
+            recover: percent("thresholds.recover", t.recover, 75.0)?,
+            recover_after: duration("thresholds.recover_after", t.recover_after.as_deref(), "5m")?,
+            drain_lead: duration("thresholds.drain_lead", t.drain_lead.as_deref(), "15m")?,
+            forecast_window: duration(
+                "thresholds.forecast_window",
+                t.forecast_window.as_deref(),
+                "5m",
+            )?,
+        };
+        let protect = d
+            .protect
+            .unwrap_or_else(|| {
+                vec![
+                    "amazon/amazon-ecs-agent:*".into(),
+                    "amazon/amazon-ecs-pause:*".into(),
+                ]
+            })
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p).map_err(|e| {
+                    Invalid::new(
+                        "docker.protect",
+                        format!("{p:?} is not a glob pattern: {e}"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let docker = DockerSettings {
+            host: d.host,
+            root: PathBuf::from(d.root.unwrap_or_else(|| "/var/lib/docker".into())),
+            protect,
+            min_image_age: duration("docker.min_image_age", d.min_image_age.as_deref(), "1h")?,
+            stopped_container_age: duration(
+                "docker.stopped_container_age",
+                d.stopped_container_age.as_deref(),
+                "3h",
+            )?,
+            prune_build_cache: d.prune_build_cache.unwrap_or(true),
+        };
+        let etcd = EtcdSettings {
+            enabled: e.enabled.unwrap_or(Toggle::Auto),
+            data_dir: PathBuf::from(e.data_dir.unwrap_or_else(|| "/var/lib/etcd".into())),
+            endpoint: e.endpoint.unwrap_or_else(|| "http://127.0.0.1:2379".into()),
+            quota_warn_percent: percent("etcd.quota_warn_percent", e.quota_warn_percent, 80.0)?,
+        };
+        let ecs = EcsSettings {
+            enabled: c.enabled.unwrap_or(Toggle::Auto),
+            introspection_url: c
+                .introspection_url
+                .unwrap_or_else(|| "http://127.0.0.1:51678".into()),
+            cluster: c.cluster.unwrap_or_default(),
+            container_instance_arn: c.container_instance_arn.unwrap_or_default(),
+            max_draining_percent: c.max_draining_percent.unwrap_or(10.0),
+            undrain: c.undrain.unwrap_or(true),
+        };
+        let cloudwatch = CloudWatchSettings {
+            enabled: w.enabled.unwrap_or(Toggle::Auto),
+            namespace: w.namespace.unwrap_or_else(|| "DiskGuard".into()),
+            interval: duration("cloudwatch.interval", w.interval.as_deref(), "60s")?,
+            dimensions: w
+                .dimensions
+                .unwrap_or_else(|| vec!["ClusterName".into(), "InstanceId".into()]),
+            extra_metrics: w.extra_metrics.unwrap_or_default(),
+            high_resolution: w.high_resolution.unwrap_or(false),
+        };
+        let listen = p.listen.unwrap_or_default();
+        let prometheus = PrometheusSettings {
+            listen: if listen.is_empty() {
+                None
+            } else {
+                Some(listen.parse().map_err(|_| {
+                    Invalid::new(
+                        "prometheus.listen",
+                        format!("{listen:?} is not an address:port such as \"127.0.0.1:9717\""),
+                    )
+                })?)
+            },
+        };
+        let mode = raw.mode.unwrap_or(Mode::Enforce);
+        let settings = Settings {
+            mode,
+            sample,
+            thresholds,
+            docker,
+            etcd,
+            ecs,
+            cloudwatch,
+            prometheus,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The relations between keys that no single key can check.
+    fn validate(&self) -> Result<(), Invalid> {
+        let t = &self.thresholds;
+        if self.sample.interval < MIN_SAMPLE_INTERVAL {
+            return Err(Invalid::new("sample.interval", "must be at least 100ms"));
+        }
+        if self.sample.inventory_interval < self.sample.interval {
+            return Err(Invalid::new(
+                "sample.inventory_interval",
+                "must not be shorter than sample.interval",
+            ));
+        }
+        let order = [
+            (
+                "thresholds.prune_target",
+                t.prune_target,
+                "thresholds.prune_start",
+                t.prune_start,
+            ),
+            (
+                "thresholds.prune_start",
+                t.prune_start,
+                "thresholds.drain",
+                t.drain,
+            ),
+            (
+                "thresholds.drain",
+                t.drain,
+                "thresholds.critical",
+                t.critical,
+            ),
+        ];
+        for (low_key, low, high_key, high) in order {
+            if low >= high {
+                return Err(Invalid::new(
+                    low_key,
+                    format!(
+                        "{low} must be below {high_key} ({high}): prune_target < prune_start < drain < critical ≤ 100"
+                    ),
+                ));
+            }
+        }
+        if t.recover >= t.prune_start {
+            return Err(Invalid::new(
+                "thresholds.recover",
+                format!(
+                    "{} must be below thresholds.prune_start ({})",
+                    t.recover, t.prune_start
+                ),
+            ));
+        }
+        let m = self.ecs.max_draining_percent;
+        if !(m.is_finite() && (0.0..=100.0).contains(&m)) {
+            return Err(Invalid::new(
+                "ecs.max_draining_percent",
+                format!("{m} is not a percent in [0, 100]"),
+            ));
+        }
+        if !self.ecs.introspection_url.starts_with("http://") {
+            return Err(Invalid::new(
+                "ecs.introspection_url",
+                "must be an http:// URL",
+            ));
+        }
+        if !self.etcd.endpoint.starts_with("http://") && !self.etcd.endpoint.starts_with("https://")
+        {
+            return Err(Invalid::new(
+                "etcd.endpoint",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if let Some(host) = &self.docker.host {
+            if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
+                return Err(Invalid::new(
+                    "docker.host",
+                    "must start with unix:// or tcp://",
+                ));
+            }
+        }
+        self.validate_cloudwatch()
+    }
+
+    fn validate_cloudwatch(&self) -> Result<(), Invalid> {
+        let w = &self.cloudwatch;
+        let ns = &w.namespace;
+        if ns.is_empty() || ns.len() > 255 {
+            return Err(Invalid::new(
+                "cloudwatch.namespace",
+                "must be 1 to 255 characters",
+            ));
+        }
+        if ns.starts_with("AWS/") {
+            return Err(Invalid::new(
+                "cloudwatch.namespace",
+                format!("{ns:?} starts with \"AWS/\", which is reserved for AWS services"),
+            ));
+        }
+        for dim in &w.dimensions {
+            if !ALLOWED_DIMENSIONS.contains(&dim.as_str()) {
+                return Err(Invalid::new(
+                    "cloudwatch.dimensions",
+                    format!("{dim:?} is not one of {}", ALLOWED_DIMENSIONS.join(", ")),
+                ));
+            }
+        }
+        for metric in &w.extra_metrics {
+            if !EXTRA_METRICS.contains(&metric.as_str()) {
+                return Err(Invalid::new(
+                    "cloudwatch.extra_metrics",
+                    format!("{metric:?} is not one of {}", EXTRA_METRICS.join(", ")),
+                ));
+            }
+        }
+        if w.interval < Duration::from_secs(1) {
+            return Err(Invalid::new("cloudwatch.interval", "must be at least 1s"));
+        }
+        Ok(())
+    }
+
+    /// The settings written back as a file: `config defaults` prints this, and it parses
+    /// back into equal settings.
+    pub fn to_raw(&self) -> RawConfig {
+        let text = |d: Duration| humantime::format_duration(d).to_string();
+        let t = &self.thresholds;
+        RawConfig {
+            mode: Some(self.mode),
+            sample: Some(RawSample {
+                interval: Some(text(self.sample.interval)),
+                inventory_interval: Some(text(self.sample.inventory_interval)),
+            }),
+            thresholds: Some(RawThresholds {
+                prune_start: Some(t.prune_start),
+                prune_target: Some(t.prune_target),
+                drain: Some(t.drain),
+                critical: Some(t.critical),
+                recover: Some(t.recover),
+                recover_after: Some(text(t.recover_after)),
+                drain_lead: Some(text(t.drain_lead)),
+                forecast_window: Some(text(t.forecast_window)),
+            }),
+            docker: Some(RawDocker {
+                host: self.docker.host.clone(),
+                root: Some(self.docker.root.display().to_string()),
+                protect: Some(
+                    self.docker
+                        .protect
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect(),
+                ),
+                min_image_age: Some(text(self.docker.min_image_age)),
+                stopped_container_age: Some(text(self.docker.stopped_container_age)),
+                prune_build_cache: Some(self.docker.prune_build_cache),
+            }),
+            etcd: Some(RawEtcd {
+                enabled: Some(self.etcd.enabled),
+                data_dir: Some(self.etcd.data_dir.display().to_string()),
+                endpoint: Some(self.etcd.endpoint.clone()),
+                quota_warn_percent: Some(self.etcd.quota_warn_percent),
+            }),
+            ecs: Some(RawEcs {
+                enabled: Some(self.ecs.enabled),
+                introspection_url: Some(self.ecs.introspection_url.clone()),
+                cluster: Some(self.ecs.cluster.clone()),
+                container_instance_arn: Some(self.ecs.container_instance_arn.clone()),
+                max_draining_percent: Some(self.ecs.max_draining_percent),
+                undrain: Some(self.ecs.undrain),
+            }),
+            cloudwatch: Some(RawCloudWatch {
+                enabled: Some(self.cloudwatch.enabled),
+                namespace: Some(self.cloudwatch.namespace.clone()),
+                interval: Some(text(self.cloudwatch.interval)),
+                dimensions: Some(self.cloudwatch.dimensions.clone()),
+                extra_metrics: Some(self.cloudwatch.extra_metrics.clone()),
+                high_resolution: Some(self.cloudwatch.high_resolution),
+            }),
+            prometheus: Some(RawPrometheus {
+                listen: Some(
+                    self.prometheus
+                        .listen
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                ),
+            }),
+        }
+    }
+
+    /// Whether this run may change anything.
+    pub fn observe_only(&self) -> bool {
+        self.mode == Mode::Observe
+    }
+}

@@ -1,0 +1,139 @@
+use super::*;
+
+fn bad(text: &str) -> (String, String) {
+    match parse(Path::new("/etc/diskguard/diskguard.toml"), text) {
+        Err(ConfigError::Invalid { key, message, .. }) => (key, message),
+        Err(ConfigError::Syntax { message, .. }) => ("(syntax)".into(), message),
+        other => panic!("expected an invalid config for {text:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn empty_file_gives_the_documented_defaults() {
+    let s = parse(Path::new("x.toml"), "").expect("empty config is valid");
+    assert_eq!(s, Settings::default());
+    assert_eq!(s.thresholds.prune_start, 80.0);
+    assert_eq!(s.thresholds.prune_target, 70.0);
+    assert_eq!(s.thresholds.drain, 90.0);
+    assert_eq!(s.thresholds.critical, 95.0);
+    assert_eq!(s.thresholds.recover, 75.0);
+    assert_eq!(s.sample.interval, std::time::Duration::from_secs(1));
+    assert_eq!(s.cloudwatch.namespace, "DiskGuard");
+    assert_eq!(s.mode, Mode::Enforce);
+    assert_eq!(s.docker.host, None);
+}
+
+#[test]
+fn defaults_print_as_toml_that_parses_back_to_the_same_settings() {
+    let text = defaults_toml();
+    let back = parse(Path::new("defaults.toml"), &text).expect("printed defaults parse");
+    assert_eq!(back, Settings::default());
+}
+
+#[test]
+fn non_default_settings_round_trip_through_toml() {
+    let text = r#"
+mode = "observe"
+[sample]
+interval = "250ms"
+[thresholds]
+prune_start = 60.5
+prune_target = 55
+recover = 50
+recover_after = "1h 30m"
+[docker]
+host = "unix:///run/docker.sock"
+protect = ["mine/*:stable"]
+[etcd]
+enabled = false
+[ecs]
+enabled = true
+cluster = "prod"
+[cloudwatch]
+extra_metrics = ["ImageCount"]
+[prometheus]
+listen = "127.0.0.1:9717"
+"#;
+    let s = parse(Path::new("x.toml"), text).expect("valid");
+    let printed = toml::to_string(&s.to_raw()).expect("serialises");
+    assert_eq!(
+        parse(Path::new("y.toml"), &printed).expect("parses back"),
+        s
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_its_section() {
+    let (key, message) = bad("[thresholds]\ndran = 90\n");
+    assert_eq!(key, "thresholds.dran");
+    assert!(message.contains("unknown key"), "{message}");
+    assert_eq!(bad("colour = \"red\"\n").0, "colour");
+    assert_eq!(bad("[nope]\n").0, "nope");
+}
+
+#[test]
+fn each_bad_value_names_its_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[thresholds]\ndrain = \"ninety\"\n", "thresholds.drain"),
+        ("[thresholds]\ndrain = 79\n", "thresholds.prune_start"),
+        (
+            "[thresholds]\nprune_target = 85\n",
+            "thresholds.prune_target",
+        ),
+        ("[thresholds]\ncritical = 101\n", "thresholds.critical"),
+        ("[thresholds]\nrecover = 80\n", "thresholds.recover"),
+        ("[thresholds]\nprune_start = -5\n", "thresholds.prune_start"),
+        ("[sample]\ninterval = \"0s\"\n", "sample.interval"),
+        ("[sample]\ninterval = \"50ms\"\n", "sample.interval"),
+        ("[sample]\ninterval = \"soon\"\n", "sample.interval"),
+        (
+            "[thresholds]\nrecover_after = 300\n",
+            "thresholds.recover_after",
+        ),
+        (
+            "[cloudwatch]\nnamespace = \"AWS/EBS\"\n",
+            "cloudwatch.namespace",
+        ),
+        (
+            "[cloudwatch]\ndimensions = [\"Pod\"]\n",
+            "cloudwatch.dimensions",
+        ),
+        (
+            "[cloudwatch]\nextra_metrics = [\"Everything\"]\n",
+            "cloudwatch.extra_metrics",
+        ),
+        (
+            "[prometheus]\nlisten = \"everywhere\"\n",
+            "prometheus.listen",
+        ),
+        ("[etcd]\nenabled = \"yes\"\n", "etcd.enabled"),
+        ("mode = \"yolo\"\n", "mode"),
+        (
+            "[ecs]\nmax_draining_percent = 150\n",
+            "ecs.max_draining_percent",
+        ),
+        ("[docker]\nprotect = \"amazon/*\"\n", "docker.protect"),
+        ("[docker]\nprotect = [\"[\"]\n", "docker.protect"),
+        ("[docker]\nhost = \"/var/run/docker.sock\"\n", "docker.host"),
+    ];
+    for (text, key) in cases {
+        assert_eq!(bad(text).0, *key, "config {text:?}");
+    }
+}
+
+#[test]
+fn syntax_error_reports_line_and_column() {
+    let err =
+        parse(Path::new("/x.toml"), "mode = \"enforce\"\n[thresholds\n").expect_err("bad TOML");
+    let text = err.to_string();
+    assert!(text.starts_with("config /x.toml: line 2"), "{text}");
+    assert!(!text.contains('\n'), "one line: {text}");
+}
+
+#[test]
+fn missing_default_file_means_defaults_but_missing_named_file_is_an_error() {
+    let missing = Path::new("/nonexistent/diskguard.toml");
+    assert_eq!(load(missing, true).expect("defaults"), Settings::default());
+    let err = load(missing, false).expect_err("named file must exist");
+    assert!(err.to_string().contains("/nonexistent/diskguard.toml"));
+}

@@ -1,0 +1,214 @@
+//! `diskguard run`: the loop that samples, decides, hands the plan to the actors and
+//! reports — on one task that does nothing but cheap, local work, so that the watchdog
+//! ping it sends means "diskguard is watching", whatever Docker or AWS are doing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+use crate::act::Actors;
+use crate::config::Settings;
+use crate::error::Error;
+use crate::policy::{Driver, Level, Plan, State, decide};
+use crate::report::human_bytes;
+use crate::report::notify::{Notifier, watchdog_interval};
+use crate::report::status::LOCAL_MODE_REASON;
+use crate::report::summary::summary_line;
+use crate::sample::{FsSampler, History, Volume, mount_of};
+
+/// How long actors get to finish after SIGTERM; the whole exit stays under systemd's
+/// patience and the 2 s the unit promises.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// Runs until SIGTERM or SIGINT. Returns `Ok` on a clean stop (exit 0).
+pub fn run(settings: Settings, config_path: &Path) -> Result<(), Error> {
+    let sink = crate::report::logging::init();
+    info!(
+        version = crate::version::VERSION,
+        mode = if settings.observe_only() { "observe" } else { "enforce" },
+        config = %config_path.display(),
+        "diskguard starting; logging to {sink}"
+    );
+    // The loop itself runs on this thread (block_on); actors get two worker threads so
+    // that a busy actor cannot take the loop's CPU.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("diskguard-actor")
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let result = runtime.block_on(Daemon::new(settings).serve());
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+struct Daemon {
+    settings: Settings,
+    sampler: FsSampler,
+    history: History,
+    state: State,
+    notifier: Notifier,
+    actors: Actors,
+    local_mode: bool,
+    ready: bool,
+    last_summary: String,
+    last_levels: BTreeMap<Volume, Option<Level>>,
+    last_findings: Vec<String>,
+}
+
+impl Daemon {
+    fn new(settings: Settings) -> Self {
+        let history = History::new(
+            settings.thresholds.forecast_window,
+            settings.sample.interval,
+        );
+        Daemon {
+            sampler: FsSampler::new(&settings),
+            history,
+            state: State::default(),
+            notifier: Notifier::from_env(),
+            actors: Actors::default(),
+            local_mode: true,
+            ready: false,
+            last_summary: String::new(),
+            last_levels: BTreeMap::new(),
+            last_findings: Vec::new(),
+            settings,
+        }
+    }
+
+    fn announce(&self) {
+        let t = &self.settings.thresholds;
+        info!(
+            "thresholds: prune at {}% down to {}%, drain at {}% or when full within {}, critical at {}%, recover below {}% for {}",
+            t.prune_start,
+            t.prune_target,
+            t.drain,
+            humantime::format_duration(t.drain_lead),
+            t.critical,
+            t.recover,
+            humantime::format_duration(t.recover_after)
+        );
+        for (volume, path) in [
+            (Volume::Docker, &self.settings.docker.root),
+            (Volume::Etcd, &self.settings.etcd.data_dir),
+        ] {
+            if let Some(m) = mount_of(path) {
+                info!(volume = volume.name(), path = %path.display(), mount = %m.mount_point.display(), fs_type = %m.fs_type, device = %m.device, "watching {volume}");
+            }
+        }
+        if self.local_mode {
+            info!("{LOCAL_MODE_REASON}");
+        }
+        if self.notifier.enabled() {
+            info!(watchdog = ?watchdog_interval(), "systemd notify socket found");
+        }
+    }
+
+    async fn serve(mut self) -> Result<(), Error> {
+        let mut term = signal(SignalKind::terminate()).map_err(|source| Error::Signal {
+            what: "SIGTERM",
+            source,
+        })?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|source| Error::Signal {
+            what: "SIGINT",
+            source,
+        })?;
+        self.announce();
+
+        let mut tick = tokio::time::interval(self.settings.sample.interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let watchdog = watchdog_interval();
+        // Never fires when the watchdog is off (the branch is disabled), but must exist.
+        let mut dog = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        dog.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+        let why = loop {
+            tokio::select! {
+                biased;
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = dog.tick(), if watchdog.is_some() => self.notifier.watchdog(),
+                _ = tick.tick() => self.tick(SystemTime::now()),
+            }
+        };
+        self.notifier.stopping();
+        info!("stopping on {why}");
+        self.actors.shutdown(SHUTDOWN_GRACE).await;
+        info!("stopped");
+        Ok(())
+    }
+
+    /// One pass of sample → decide → act → report. Only local syscalls and arithmetic.
+    fn tick(&mut self, now: SystemTime) {
+        let snapshot = self.sampler.sample(now);
+        self.history.record(&snapshot);
+        let plan = decide(&snapshot, &self.history, &self.state, &self.settings, now);
+        self.state = plan.next.clone();
+        self.log_changes(&plan);
+        let plan = Arc::new(plan);
+        self.actors.publish(Arc::clone(&plan));
+
+        let summary = summary_line(&plan, &self.settings, self.local_mode);
+        let readable = plan.volumes.iter().any(|v| v.stats.is_some());
+        if !self.ready && readable {
+            self.ready = true;
+            self.notifier.ready(&summary);
+            info!(status = %summary, "ready");
+        } else if self.ready && summary != self.last_summary {
+            self.notifier.status(&summary);
+        }
+        self.last_summary = summary;
+    }
+
+    /// Logs what changed since the last tick — level transitions and new findings — never
+    /// the same thing every second.
+    fn log_changes(&mut self, plan: &Plan) {
+        for v in &plan.volumes {
+            let now = v.stats.map(|_| v.level);
+            let before = self.last_levels.insert(v.volume, now).flatten();
+            let Some(stats) = v.stats else { continue };
+            if before == Some(v.level) || (before.is_none() && v.level == Level::Ok) {
+                continue;
+            }
+            let why = match v.driven_by {
+                Driver::Bytes => format!("{:.1}% of bytes used", stats.used_percent()),
+                Driver::Inodes => format!("{:.1}% of inodes used", stats.inodes_used_percent()),
+                Driver::Forecast => format!(
+                    "full within {} at the current rate",
+                    humantime::format_duration(Duration::from_secs(
+                        v.time_to_full.map_or(0, |d| d.as_secs())
+                    ))
+                ),
+            };
+            let rising = before.is_none_or(|b| v.level > b);
+            let message = format!(
+                "{} volume {} level {}: {why}, {} free",
+                v.volume,
+                if rising { "entered" } else { "back to" },
+                v.level,
+                human_bytes(stats.avail_bytes)
+            );
+            let fields = (v.volume.name(), v.level.name(), v.usage_percent);
+            if rising && v.level >= Level::Prune {
+                warn!(volume = fields.0, level = fields.1, usage_percent = fields.2, path = %v.path.display(), "{message}");
+            } else {
+                info!(volume = fields.0, level = fields.1, usage_percent = fields.2, path = %v.path.display(), "{message}");
+            }
+        }
+        let findings: Vec<String> = plan.findings.iter().map(|f| f.message.clone()).collect();
+        for f in plan
+            .findings
+            .iter()
+            .filter(|f| !self.last_findings.contains(&f.message))
+        {
+            warn!(volume = f.volume.map(Volume::name), "{}", f.message);
+        }
+        self.last_findings = findings;
+    }
+}

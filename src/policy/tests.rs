@@ -1,0 +1,593 @@
+//! One test per row of the policy table and per "never".
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::config::Settings;
+use crate::sample::{
+    BuildCache, ContainerInfo, ContainerState, EcsStatus, EcsView, FsStats, ImageInfo, Inventory,
+    KEEP_LABEL, Point, VolumeSnapshot,
+};
+
+pub(super) const GB: u64 = 1_000_000_000;
+
+pub(super) fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000)
+}
+
+pub(super) fn ago(secs: u64) -> SystemTime {
+    now() - Duration::from_secs(secs)
+}
+
+/// A 100 GB filesystem with `used_pct` of bytes and `inode_pct` of 1M inodes used.
+pub(super) fn stats(used_pct: f64, inode_pct: f64) -> FsStats {
+    let total = 100 * GB;
+    let used = (total as f64 * used_pct / 100.0) as u64;
+    FsStats {
+        total_bytes: total,
+        free_bytes: total - used,
+        avail_bytes: total - used,
+        total_inodes: 1_000_000,
+        free_inodes: 1_000_000 - (10_000.0 * inode_pct) as u64,
+        device: 7,
+    }
+}
+
+pub(super) fn snapshot(
+    docker: FsStats,
+    inventory: Option<Inventory>,
+    ecs: Option<EcsView>,
+) -> Snapshot {
+    Snapshot {
+        at: now(),
+        volumes: vec![VolumeSnapshot {
+            volume: Volume::Docker,
+            path: PathBuf::from("/var/lib/docker"),
+            stats: Some(docker),
+            error: None,
+        }],
+        inventory,
+        ecs,
+        etcd: None,
+    }
+}
+
+pub(super) fn image(id: &str, tag: Option<&str>, size: u64, last_used_ago: u64) -> ImageInfo {
+    ImageInfo {
+        id: id.into(),
+        tags: tag.map(|t| vec![t.to_owned()]).unwrap_or_default(),
+        size_bytes: size,
+        created: ago(last_used_ago + 86_400),
+        last_used: ago(last_used_ago),
+        parent: None,
+        labels: BTreeMap::new(),
+    }
+}
+
+pub(super) fn container(
+    id: &str,
+    image: &str,
+    state: ContainerState,
+    finished_ago: u64,
+) -> ContainerInfo {
+    ContainerInfo {
+        id: id.into(),
+        name: format!("/{id}"),
+        image_id: image.into(),
+        state,
+        created: ago(finished_ago + 600),
+        finished_at: state.is_stopped().then(|| ago(finished_ago)),
+        labels: BTreeMap::new(),
+        size_rw_bytes: Some(GB),
+        log_bytes: Some(0),
+    }
+}
+
+pub(super) fn ecs(status: EcsStatus, ours: bool, active: u32, draining: u32) -> EcsView {
+    EcsView {
+        cluster: "prod".into(),
+        container_instance_arn: "arn:aws:ecs:eu-west-1:1:container-instance/prod/abc".into(),
+        status,
+        drained_at: ours.then(|| "2026-11-26T04:00:00Z".into()),
+        cluster_active: active,
+        cluster_draining: draining,
+    }
+}
+
+fn settings() -> Settings {
+    Settings::default()
+}
+
+fn plan_for(snap: &Snapshot) -> Plan {
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    decide(snap, &history, &State::default(), &settings(), now())
+}
+
+fn ids(plan: &Plan) -> Vec<&str> {
+    plan.reclaim.iter().map(|s| s.id.as_str()).collect()
+}
+
+/// A rich inventory: every rung has something, and every protection has a candidate.
+fn inventory() -> Inventory {
+    let mut keep_container = container(
+        "c-keep",
+        "img-kept-by-container",
+        ContainerState::Exited,
+        90_000,
+    );
+    keep_container
+        .labels
+        .insert(KEEP_LABEL.into(), "true".into());
+    let mut keep_image = image("img-keep-label", Some("tools:keep"), 5 * GB, 99_000);
+    keep_image.labels.insert(KEEP_LABEL.into(), "true".into());
+    Inventory {
+        images: vec![
+            image("img-dangling-new", None, GB, 10),
+            image("img-dangling-old", None, GB, 50_000),
+            image("img-lru-2", Some("app:v2"), 2 * GB, 20_000),
+            image("img-lru-1", Some("app:v1"), 2 * GB, 80_000),
+            image("img-young", Some("app:v3"), 2 * GB, 60),
+            image("img-running", Some("web:1"), 3 * GB, 90_000),
+            image("img-stopped-recent", Some("job:1"), 3 * GB, 90_000),
+            image(
+                "img-agent",
+                Some("amazon/amazon-ecs-agent:latest"),
+                3 * GB,
+                90_000,
+            ),
+            image("img-kept-by-container", Some("db:1"), 3 * GB, 90_000),
+            keep_image,
+        ],
+        containers: vec![
+            container("c-running", "img-running", ContainerState::Running, 0),
+            container(
+                "c-recent",
+                "img-stopped-recent",
+                ContainerState::Exited,
+                600,
+            ),
+            container("c-old", "img-lru-1", ContainerState::Exited, 20_000),
+            container("c-created", "img-young", ContainerState::Created, 0),
+            keep_container,
+        ],
+        build_cache: Some(BuildCache {
+            reclaimable_bytes: 4 * GB,
+        }),
+    }
+}
+
+#[test]
+fn ok_level_plans_nothing() {
+    let plan = plan_for(&snapshot(
+        stats(50.0, 10.0),
+        Some(inventory()),
+        Some(ecs(EcsStatus::Active, false, 10, 0)),
+    ));
+    assert_eq!(plan.level, Level::Ok);
+    assert!(!plan.reclaim_wanted);
+    assert!(plan.reclaim.is_empty());
+    assert_eq!(plan.ecs, EcsDecision::None);
+}
+
+#[test]
+fn prune_level_climbs_the_ladder_in_order_with_every_protection() {
+    // 99 % used: needs far more than the inventory has, so every eligible item is listed.
+    let plan = plan_for(&snapshot(stats(85.0, 10.0), Some(inventory()), None));
+    assert_eq!(plan.level, Level::Prune);
+    assert!(plan.reclaim_wanted);
+    assert_eq!(
+        ids(&plan),
+        vec![
+            "img-dangling-old",
+            "img-dangling-new",
+            "c-old",
+            "img-lru-1", // freed by removing c-old, and the least recently used
+            "img-lru-2",
+            "build-cache",
+        ]
+    );
+    let rungs: Vec<Rung> = plan.reclaim.iter().map(|s| s.rung).collect();
+    assert!(
+        rungs.windows(2).all(|w| w[0] <= w[1]),
+        "ladder order: {rungs:?}"
+    );
+}
+
+#[test]
+fn prune_stops_once_target_is_reached() {
+    // 72 % used, target 70 %: 2 GB needed; the two dangling images (1 GB each) suffice.
+    let plan = plan_for(&snapshot(stats(72.0, 1.0), Some(inventory()), None));
+    assert_eq!(plan.level, Level::Ok, "72% is below prune_start");
+    let plan = plan_for(&snapshot(stats(81.0, 1.0), Some(inventory()), None));
+    assert_eq!(plan.reclaim_needed_bytes, Some(11 * GB));
+    let total: u64 = plan.reclaim.iter().map(|s| s.bytes).sum();
+    assert!(total >= 11 * GB);
+    // Without its last step the plan would fall short: it stops as soon as it is enough.
+    assert!(total - plan.reclaim.last().map_or(0, |s| s.bytes) < 11 * GB);
+    assert_eq!(plan.reclaim.last().map(|s| s.rung), Some(Rung::BuildCache));
+}
+
+#[test]
+fn never_removes_image_used_by_running_or_recently_stopped_container() {
+    // 94 %: drain level, the highest at which minimum ages still hold.
+    let plan = plan_for(&snapshot(stats(94.0, 1.0), Some(inventory()), None));
+    for never in ["img-running", "img-stopped-recent", "c-running", "c-recent"] {
+        assert!(
+            !ids(&plan).contains(&never),
+            "{never} planned: {:?}",
+            ids(&plan)
+        );
+    }
+}
+
+#[test]
+fn never_removes_protected_or_keep_labelled_items_even_when_critical() {
+    let plan = plan_for(&snapshot(stats(99.0, 1.0), Some(inventory()), None));
+    assert_eq!(plan.level, Level::Critical);
+    for never in [
+        "img-agent",
+        "img-keep-label",
+        "img-kept-by-container",
+        "c-keep",
+        "c-created",
+        "img-young",
+    ] {
+        if never == "img-young" {
+            continue; // in use by the created container, checked below
+        }
+        assert!(
+            !ids(&plan).contains(&never),
+            "{never} planned: {:?}",
+            ids(&plan)
+        );
+    }
+    assert!(
+        !ids(&plan).contains(&"img-young"),
+        "image of a created container is in use"
+    );
+}
+
+#[test]
+fn critical_ignores_minimum_ages_but_not_protections() {
+    let mut inv = inventory();
+    inv.containers.retain(|c| c.id != "c-created");
+    let prune = plan_for(&snapshot(stats(85.0, 1.0), Some(inv.clone()), None));
+    assert!(
+        !ids(&prune).contains(&"img-young"),
+        "young image kept at prune"
+    );
+    assert!(
+        !ids(&prune).contains(&"c-recent"),
+        "recently stopped container kept at prune"
+    );
+    let critical = plan_for(&snapshot(stats(96.0, 1.0), Some(inv), None));
+    assert!(ids(&critical).contains(&"img-young"));
+    assert!(ids(&critical).contains(&"c-recent"));
+    assert!(
+        ids(&critical).contains(&"img-stopped-recent"),
+        "freed once c-recent goes"
+    );
+}
+
+#[test]
+fn parent_images_are_never_planned() {
+    let mut inv = inventory();
+    let mut child = image("img-child", Some("child:1"), GB, 90_000);
+    child.parent = Some("img-dangling-old".into());
+    inv.images.push(child);
+    let plan = plan_for(&snapshot(stats(99.0, 1.0), Some(inv), None));
+    assert!(!ids(&plan).contains(&"img-dangling-old"));
+}
+
+#[test]
+fn multi_tagged_image_is_one_step() {
+    let mut inv = Inventory::default();
+    let mut img = image("img-multi", Some("a:1"), GB, 90_000);
+    img.tags.push("b:1".into());
+    inv.images.push(img);
+    let plan = plan_for(&snapshot(stats(85.0, 1.0), Some(inv), None));
+    assert_eq!(ids(&plan), vec!["img-multi"]);
+    assert_eq!(plan.reclaim[0].name, "a:1,b:1");
+}
+
+#[test]
+fn build_cache_is_skipped_when_disabled() {
+    let mut s = settings();
+    s.docker.prune_build_cache = false;
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    let plan = decide(
+        &snapshot(stats(99.0, 1.0), Some(inventory()), None),
+        &history,
+        &State::default(),
+        &s,
+        now(),
+    );
+    assert!(!ids(&plan).contains(&"build-cache"));
+}
+
+#[test]
+fn reclaim_without_inventory_is_a_finding_not_a_plan() {
+    let plan = plan_for(&snapshot(stats(85.0, 1.0), None, None));
+    assert!(plan.reclaim_wanted);
+    assert!(plan.reclaim.is_empty());
+    assert!(
+        plan.findings
+            .iter()
+            .any(|f| f.message.contains("have not been read"))
+    );
+}
+
+#[test]
+fn inodes_drive_the_level_and_lift_the_byte_goal() {
+    let plan = plan_for(&snapshot(stats(10.0, 92.0), Some(inventory()), None));
+    assert_eq!(plan.level, Level::Drain);
+    assert_eq!(plan.volumes[0].driven_by, Driver::Inodes);
+    assert_eq!(plan.reclaim_needed_bytes, None);
+    assert!(
+        ids(&plan).contains(&"build-cache"),
+        "every eligible rung when inodes drive"
+    );
+}
+
+#[test]
+fn drain_level_drains_an_active_instance_within_budget() {
+    let plan = plan_for(&snapshot(
+        stats(91.0, 1.0),
+        None,
+        Some(ecs(EcsStatus::Active, false, 10, 0)),
+    ));
+    assert_eq!(plan.level, Level::Drain);
+    assert_eq!(plan.ecs, EcsDecision::Drain { over_budget: false });
+}
+
+#[test]
+fn drain_is_suppressed_when_budget_is_spent_below_critical() {
+    // 1 of 10 already DRAINING by someone else, 10 % budget → 1 allowed.
+    let plan = plan_for(&snapshot(
+        stats(91.0, 1.0),
+        None,
+        Some(ecs(EcsStatus::Active, false, 9, 1)),
+    ));
+    assert_eq!(
+        plan.ecs,
+        EcsDecision::DrainSuppressed {
+            draining: 1,
+            allowed: 1
+        }
+    );
+}
+
+#[test]
+fn critical_drains_past_the_budget() {
+    let plan = plan_for(&snapshot(
+        stats(96.0, 1.0),
+        None,
+        Some(ecs(EcsStatus::Active, false, 9, 1)),
+    ));
+    assert_eq!(plan.ecs, EcsDecision::Drain { over_budget: true });
+}
+
+#[test]
+fn budget_is_at_least_one_instance() {
+    assert_eq!(drain_budget(10.0, 3), 1);
+    assert_eq!(drain_budget(10.0, 10), 1);
+    assert_eq!(drain_budget(10.0, 25), 2);
+    assert_eq!(drain_budget(0.0, 100), 1);
+    assert_eq!(drain_budget(50.0, 9), 4);
+}
+
+#[test]
+fn prune_level_does_not_drain() {
+    let plan = plan_for(&snapshot(
+        stats(85.0, 1.0),
+        None,
+        Some(ecs(EcsStatus::Active, false, 10, 0)),
+    ));
+    assert_eq!(plan.ecs, EcsDecision::None);
+}
+
+fn rising_history(from_pct: f64, pct_per_sec: f64, secs: u64) -> History {
+    let mut h = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    for s in 0..=secs {
+        let st = stats(from_pct + pct_per_sec * s as f64, 1.0);
+        let mut snap = snapshot(st, None, None);
+        snap.at = now() - Duration::from_secs(secs - s);
+        h.record(&snap);
+    }
+    h
+}
+
+#[test]
+fn forecast_drains_before_the_threshold_when_filling_fast() {
+    // 0.01 %/s = 1 GB/100 s … at 85 % with 15 GB left: full in 1500 s = 25 min. Too slow.
+    let slow = rising_history(83.8, 0.01, 120);
+    let view = Some(ecs(EcsStatus::Active, false, 10, 0));
+    let s = settings();
+    let plan = decide(
+        &snapshot(stats(85.0, 1.0), None, view.clone()),
+        &slow,
+        &State::default(),
+        &s,
+        now(),
+    );
+    assert_eq!(plan.level, Level::Prune);
+    // 0.02 %/s: full in 750 s = 12.5 min < 15 min lead.
+    let fast = rising_history(82.6, 0.02, 120);
+    let plan = decide(
+        &snapshot(stats(85.0, 1.0), None, view),
+        &fast,
+        &State::default(),
+        &s,
+        now(),
+    );
+    assert_eq!(plan.level, Level::Drain);
+    assert_eq!(plan.volumes[0].driven_by, Driver::Forecast);
+    assert_eq!(plan.ecs, EcsDecision::Drain { over_budget: false });
+}
+
+#[test]
+fn forecast_alone_never_drains_below_prune_start() {
+    let fast = rising_history(60.0, 0.1, 120);
+    let plan = decide(
+        &snapshot(stats(72.0, 1.0), None, None),
+        &fast,
+        &State::default(),
+        &settings(),
+        now(),
+    );
+    assert_eq!(plan.level, Level::Ok);
+    assert!(plan.volumes[0].time_to_full.is_some());
+}
+
+#[test]
+fn flat_disk_at_88_percent_does_not_drain() {
+    let flat = rising_history(88.0, 0.0, 120);
+    let view = Some(ecs(EcsStatus::Active, false, 10, 0));
+    let plan = decide(
+        &snapshot(stats(88.0, 1.0), None, view),
+        &flat,
+        &State::default(),
+        &settings(),
+        now(),
+    );
+    assert_eq!(plan.level, Level::Prune);
+    assert_eq!(plan.ecs, EcsDecision::None);
+    assert_eq!(plan.volumes[0].time_to_full, None);
+}
+
+fn recovery(view: EcsView, usage: f64, since: Option<SystemTime>, s: &Settings) -> Plan {
+    let state = State {
+        levels: BTreeMap::new(),
+        recover_since: since,
+    };
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    decide(
+        &snapshot(stats(usage, 1.0), None, Some(view)),
+        &history,
+        &state,
+        s,
+        now(),
+    )
+}
+
+#[test]
+fn recovery_undrains_only_after_recover_after_below_recover() {
+    let s = settings();
+    let ours = ecs(EcsStatus::Draining, true, 9, 1);
+    let first = recovery(ours.clone(), 60.0, None, &s);
+    assert_eq!(first.ecs, EcsDecision::None, "just went below recover");
+    assert_eq!(first.next.recover_since, Some(now()));
+    let later = recovery(ours.clone(), 60.0, Some(ago(299)), &s);
+    assert_eq!(later.ecs, EcsDecision::None);
+    let done = recovery(ours.clone(), 60.0, Some(ago(300)), &s);
+    assert_eq!(done.ecs, EcsDecision::Undrain);
+    let bounced = recovery(ours, 76.0, Some(ago(1_000)), &s);
+    assert_eq!(bounced.ecs, EcsDecision::None);
+    assert_eq!(
+        bounced.next.recover_since, None,
+        "the clock restarts after a bounce"
+    );
+}
+
+#[test]
+fn never_undrains_an_instance_drained_by_someone_else() {
+    let plan = recovery(
+        ecs(EcsStatus::Draining, false, 9, 1),
+        10.0,
+        Some(ago(100_000)),
+        &settings(),
+    );
+    assert_eq!(plan.ecs, EcsDecision::None);
+}
+
+#[test]
+fn never_undrains_when_undrain_is_off() {
+    let mut s = settings();
+    s.ecs.undrain = false;
+    let plan = recovery(
+        ecs(EcsStatus::Draining, true, 9, 1),
+        10.0,
+        Some(ago(100_000)),
+        &s,
+    );
+    assert_eq!(plan.ecs, EcsDecision::None);
+}
+
+#[test]
+fn instance_reactivated_by_an_operator_only_loses_the_stale_mark() {
+    let plan = recovery(ecs(EcsStatus::Active, true, 10, 0), 85.0, None, &settings());
+    assert_eq!(plan.ecs, EcsDecision::RemoveStaleMark);
+}
+
+#[test]
+fn other_ecs_states_are_left_alone() {
+    let plan = recovery(
+        ecs(EcsStatus::Other("DEREGISTERING".into()), true, 10, 0),
+        99.0,
+        None,
+        &settings(),
+    );
+    assert_eq!(plan.ecs, EcsDecision::None);
+}
+
+#[test]
+fn etcd_on_the_docker_filesystem_is_a_finding() {
+    let mut snap = snapshot(stats(50.0, 1.0), None, None);
+    snap.volumes.push(VolumeSnapshot {
+        volume: Volume::Etcd,
+        path: PathBuf::from("/var/lib/etcd"),
+        stats: Some(stats(50.0, 1.0)),
+        error: None,
+    });
+    let plan = plan_for(&snap);
+    assert!(
+        plan.findings
+            .iter()
+            .any(|f| f.message.contains("same filesystem"))
+    );
+}
+
+#[test]
+fn unreadable_volume_is_a_finding_and_does_not_set_the_level() {
+    let mut snap = snapshot(stats(50.0, 1.0), None, None);
+    snap.volumes[0].stats = None;
+    snap.volumes[0].error = Some("/var/lib/docker does not exist".into());
+    let plan = plan_for(&snap);
+    assert!(plan.has_unreadable_volume());
+    assert_eq!(plan.level, Level::Ok);
+    assert!(
+        plan.findings
+            .iter()
+            .any(|f| f.message.contains("does not exist"))
+    );
+}
+
+#[test]
+fn levels_are_remembered_for_hysteresis() {
+    let s = settings();
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    let first = decide(
+        &snapshot(stats(81.0, 1.0), None, None),
+        &history,
+        &State::default(),
+        &s,
+        now(),
+    );
+    let second = decide(
+        &snapshot(stats(79.0, 1.0), None, None),
+        &history,
+        &first.next,
+        &s,
+        now(),
+    );
+    assert_eq!(second.level, Level::Prune);
+}
+
+#[test]
+fn history_points_use_the_sampled_values() {
+    let h = rising_history(50.0, 0.0, 5);
+    let p: Vec<&Point> = h.points(Volume::Docker).collect();
+    assert_eq!(p.len(), 6);
+}

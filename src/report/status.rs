@@ -1,0 +1,210 @@
+//! The status report: `diskguard status` as a table or as JSON (the JSON is a contract).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::human_bytes;
+use crate::config::{Mode, Settings};
+use crate::policy::{Driver, EcsDecision, Finding, Level, Plan};
+use crate::sample::{EcsView, EtcdView, MountInfo, Snapshot, Volume};
+
+/// Why diskguard is in local mode, shown in `status` and in the first log lines.
+pub const LOCAL_MODE_REASON: &str = "local mode: this build watches the disks and reports; it does not talk to ECS or CloudWatch yet";
+
+/// `status --json`. Fields named in design.md are a contract; others may be added.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub version: &'static str,
+    pub mode: Mode,
+    pub local_mode: bool,
+    pub level: Level,
+    pub volumes: Vec<VolumeStatus>,
+    pub ecs: Option<EcsView>,
+    pub etcd: Option<EtcdView>,
+    pub plan: Vec<PlanItem>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VolumeStatus {
+    pub name: Volume,
+    pub path: String,
+    pub level: Level,
+    pub driven_by: Driver,
+    pub used_percent: Option<f64>,
+    pub inodes_used_percent: Option<f64>,
+    pub free_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub free_inodes: Option<u64>,
+    pub time_to_full_seconds: Option<u64>,
+    pub mount: Option<MountInfo>,
+    pub error: Option<String>,
+}
+
+/// One thing the plan would do now.
+#[derive(Debug, Serialize)]
+pub struct PlanItem {
+    pub action: &'static str,
+    pub target: String,
+    pub bytes: Option<u64>,
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+impl StatusReport {
+    pub fn new(snapshot: &Snapshot, plan: &Plan, settings: &Settings, local_mode: bool) -> Self {
+        let volumes = plan
+            .volumes
+            .iter()
+            .map(|v| VolumeStatus {
+                name: v.volume,
+                path: v.path.display().to_string(),
+                level: v.level,
+                driven_by: v.driven_by,
+                used_percent: v.stats.map(|s| round2(s.used_percent())),
+                inodes_used_percent: v.stats.map(|s| round2(s.inodes_used_percent())),
+                free_bytes: v.stats.map(|s| s.avail_bytes),
+                total_bytes: v.stats.map(|s| s.total_bytes),
+                free_inodes: v.stats.map(|s| s.free_inodes),
+                time_to_full_seconds: v.time_to_full.map(|d| d.as_secs()),
+                mount: v.stats.and_then(|_| crate::sample::mount_of(&v.path)),
+                error: v.error.clone(),
+            })
+            .collect();
+        let mut items: Vec<PlanItem> = plan
+            .reclaim
+            .iter()
+            .map(|s| PlanItem {
+                action: s.rung.action(),
+                target: s.id.clone(),
+                bytes: Some(s.bytes),
+            })
+            .collect();
+        if plan.reclaim_wanted && plan.reclaim.is_empty() {
+            items.push(PlanItem {
+                action: "reclaim",
+                target: settings.docker.root.display().to_string(),
+                bytes: plan.reclaim_needed_bytes,
+            });
+        }
+        if let Some(ecs) = &snapshot.ecs {
+            let action = match plan.ecs {
+                EcsDecision::None => None,
+                EcsDecision::Drain { .. } => Some("drain"),
+                EcsDecision::DrainSuppressed { .. } => Some("drain_suppressed"),
+                EcsDecision::Undrain => Some("undrain"),
+                EcsDecision::RemoveStaleMark => Some("remove_drain_attribute"),
+            };
+            if let Some(action) = action {
+                items.push(PlanItem {
+                    action,
+                    target: ecs.container_instance_arn.clone(),
+                    bytes: None,
+                });
+            }
+        }
+        let mut findings = plan.findings.clone();
+        if local_mode {
+            findings.push(Finding {
+                volume: None,
+                message: LOCAL_MODE_REASON.into(),
+            });
+        }
+        StatusReport {
+            version: crate::version::VERSION,
+            mode: settings.mode,
+            local_mode,
+            level: plan.level,
+            volumes,
+            ecs: snapshot.ecs.clone(),
+            etcd: snapshot.etcd,
+            plan: items,
+            findings,
+        }
+    }
+
+    /// The readable form.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let mode = match self.mode {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe (removes and drains nothing)",
+        };
+        let _ = writeln!(out, "diskguard {} — mode {mode}", self.version);
+        let _ = writeln!(out, "level: {}\n", self.level);
+        let _ = writeln!(
+            out,
+            "{:<7} {:<9} {:>7} {:>7} {:>11} {:>13}  {}",
+            "VOLUME", "LEVEL", "USED", "INODES", "FREE", "TIME TO FULL", "PATH (MOUNT)"
+        );
+        for v in &self.volumes {
+            let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.1}%"));
+            let ttf = v.time_to_full_seconds.map_or("-".to_owned(), |s| {
+                humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+            });
+            let mount = v.mount.as_ref().map_or(String::new(), |m| {
+                format!(
+                    " (on {} {} {})",
+                    m.mount_point.display(),
+                    m.fs_type,
+                    m.device
+                )
+            });
+            let level = if v.error.is_some() {
+                "unknown".to_owned()
+            } else {
+                v.level.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "{:<7} {:<9} {:>7} {:>7} {:>11} {:>13}  {}{}",
+                v.name.name(),
+                level,
+                pct(v.used_percent),
+                pct(v.inodes_used_percent),
+                v.free_bytes.map_or("-".to_owned(), human_bytes),
+                ttf,
+                v.path,
+                mount
+            );
+        }
+        let _ = writeln!(out);
+        match &self.ecs {
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "ecs: {} in cluster {} is {}{}",
+                    e.container_instance_arn,
+                    e.cluster,
+                    e.status.as_str(),
+                    if e.drained_at.is_some() {
+                        " (drained by diskguard)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(out, "ecs: not connected");
+            }
+        }
+        if self.plan.is_empty() {
+            let _ = writeln!(out, "plan: nothing to do");
+        } else {
+            let _ = writeln!(out, "plan:");
+            for item in &self.plan {
+                let bytes = item
+                    .bytes
+                    .map_or(String::new(), |b| format!("  {}", human_bytes(b)));
+                let _ = writeln!(out, "  {:<22} {}{bytes}", item.action, item.target);
+            }
+        }
+        for f in &self.findings {
+            let _ = writeln!(out, "note: {}", f.message);
+        }
+        out
+    }
+}

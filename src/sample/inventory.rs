@@ -1,0 +1,145 @@
+//! Plain-data descriptions of Docker, ECS and etcd, filled by their samplers and read by
+//! the policy. Nothing here holds a connection, so the policy stays pure and testable.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// A container (and its image) with this label set to `true` is never removed.
+pub const KEEP_LABEL: &str = "diskguard.keep";
+
+/// An image as the policy needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    /// `sha256:…`; removal is by id, so a multi-tagged image counts once.
+    pub id: String,
+    /// `repo:tag` names; empty for a dangling image.
+    pub tags: Vec<String>,
+    pub size_bytes: u64,
+    pub created: SystemTime,
+    /// Last time a container was created or started from it, or it was tagged, whichever is
+    /// latest; never earlier than `created`.
+    pub last_used: SystemTime,
+    /// The image this one was built on, when Docker still has it (legacy builder).
+    pub parent: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ImageInfo {
+    pub fn is_dangling(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    pub fn has_keep_label(&self) -> bool {
+        self.labels.get(KEEP_LABEL).is_some_and(|v| v == "true")
+    }
+}
+
+/// Docker's container states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl ContainerState {
+    /// Stopped for good: the only states a container may be removed in. `Created` is not
+    /// one of them — ECS creates containers, then starts them.
+    pub fn is_stopped(self) -> bool {
+        matches!(self, ContainerState::Exited | ContainerState::Dead)
+    }
+}
+
+/// A container as the policy needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub state: ContainerState,
+    pub created: SystemTime,
+    pub finished_at: Option<SystemTime>,
+    pub labels: BTreeMap<String, String>,
+    /// Writable layer, known only after a `size=true` listing (slow; prune level only).
+    pub size_rw_bytes: Option<u64>,
+    /// The json-file log, when it can be measured.
+    pub log_bytes: Option<u64>,
+}
+
+impl ContainerInfo {
+    pub fn has_keep_label(&self) -> bool {
+        self.labels.get(KEEP_LABEL).is_some_and(|v| v == "true")
+    }
+
+    /// What removing it gives back, as far as it is known.
+    pub fn reclaimable_bytes(&self) -> u64 {
+        self.size_rw_bytes.unwrap_or(0) + self.log_bytes.unwrap_or(0)
+    }
+}
+
+/// Build cache size, where the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildCache {
+    pub reclaimable_bytes: u64,
+}
+
+/// Docker's images, containers and build cache at one instant.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Inventory {
+    pub images: Vec<ImageInfo>,
+    pub containers: Vec<ContainerInfo>,
+    pub build_cache: Option<BuildCache>,
+}
+
+/// ECS container instance states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EcsStatus {
+    Active,
+    Draining,
+    /// REGISTERING, DEREGISTERING, REGISTRATION_FAILED …: diskguard leaves those alone.
+    Other(String),
+}
+
+impl EcsStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            EcsStatus::Active => "ACTIVE",
+            EcsStatus::Draining => "DRAINING",
+            EcsStatus::Other(s) => s,
+        }
+    }
+}
+
+impl Serialize for EcsStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// This container instance and its cluster, as last read from ECS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EcsView {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    pub status: EcsStatus,
+    /// Value of the `diskguard.drained-at` attribute: set only when diskguard drained it.
+    pub drained_at: Option<String>,
+    /// ACTIVE and DRAINING instances in the cluster, this one included.
+    pub cluster_active: u32,
+    pub cluster_draining: u32,
+}
+
+/// etcd's backend database against its quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EtcdView {
+    pub db_bytes: u64,
+    pub quota_bytes: u64,
+    pub alarm_nospace: bool,
+}

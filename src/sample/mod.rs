@@ -1,0 +1,141 @@
+//! Reading the world: filesystems now, and plain-data descriptions of Docker, ECS and etcd
+//! that the policy can reason about without holding a handle to any of them.
+
+mod fs;
+mod history;
+mod inventory;
+mod mounts;
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::config::{Settings, Toggle};
+
+pub use fs::{FsStats, stat};
+pub use history::{History, Point};
+pub use inventory::{
+    BuildCache, ContainerInfo, ContainerState, EcsStatus, EcsView, EtcdView, ImageInfo, Inventory,
+    KEEP_LABEL,
+};
+pub use mounts::{MountInfo, mount_of};
+
+/// A watched volume. The names are the `Volume` dimension of the CloudWatch metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Volume {
+    Docker,
+    Etcd,
+}
+
+impl Volume {
+    pub fn name(self) -> &'static str {
+        match self {
+            Volume::Docker => "docker",
+            Volume::Etcd => "etcd",
+        }
+    }
+}
+
+impl std::fmt::Display for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A volume as read at one instant: its numbers, or why they could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeSnapshot {
+    pub volume: Volume,
+    pub path: PathBuf,
+    pub stats: Option<FsStats>,
+    pub error: Option<String>,
+}
+
+/// Everything the policy looks at, as plain data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub at: SystemTime,
+    pub volumes: Vec<VolumeSnapshot>,
+    /// Docker's images, containers and build cache; `None` until Docker has been read.
+    pub inventory: Option<Inventory>,
+    /// This container instance in ECS; `None` in local mode.
+    pub ecs: Option<EcsView>,
+    /// etcd's backend; `None` when etcd is not watched or not reachable.
+    pub etcd: Option<EtcdView>,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            at: SystemTime::UNIX_EPOCH,
+            volumes: Vec::new(),
+            inventory: None,
+            ecs: None,
+            etcd: None,
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn volume(&self, volume: Volume) -> Option<&VolumeSnapshot> {
+        self.volumes.iter().find(|v| v.volume == volume)
+    }
+}
+
+/// Reads the watched filesystems. Holds no handles: each call is two syscalls per volume.
+#[derive(Debug, Clone)]
+pub struct FsSampler {
+    docker_root: PathBuf,
+    etcd_dir: PathBuf,
+    etcd: Toggle,
+}
+
+impl FsSampler {
+    pub fn new(settings: &Settings) -> Self {
+        FsSampler {
+            docker_root: settings.docker.root.clone(),
+            etcd_dir: settings.etcd.data_dir.clone(),
+            etcd: settings.etcd.enabled,
+        }
+    }
+
+    /// Reads every watched volume. Never fails: an unreadable path becomes a finding.
+    /// With `etcd.enabled = "auto"`, a missing etcd data dir means etcd is not watched.
+    pub fn sample(&self, at: SystemTime) -> Snapshot {
+        let mut volumes = vec![read(Volume::Docker, &self.docker_root)];
+        if self.etcd != Toggle::Off {
+            let etcd = read(Volume::Etcd, &self.etcd_dir);
+            let absent = etcd.error.is_some() && !self.etcd_dir.exists();
+            if !(absent && self.etcd == Toggle::Auto) {
+                volumes.push(etcd);
+            }
+        }
+        Snapshot {
+            at,
+            volumes,
+            ..Snapshot::default()
+        }
+    }
+}
+
+fn read(volume: Volume, path: &Path) -> VolumeSnapshot {
+    match stat(path) {
+        Ok(stats) => VolumeSnapshot {
+            volume,
+            path: path.to_owned(),
+            stats: Some(stats),
+            error: None,
+        },
+        Err(e) => VolumeSnapshot {
+            volume,
+            path: path.to_owned(),
+            stats: None,
+            error: Some(match e.kind() {
+                std::io::ErrorKind::NotFound => format!("{} does not exist", path.display()),
+                _ => format!("cannot read {}: {e}", path.display()),
+            }),
+        },
+    }
+}

@@ -1,0 +1,21 @@
+//! Integration-test harness: real peers (loop-mounted ext4, a private
+//! dockerd, imported images, moto_server, etcd) behind Drop guards.
+//! Use it from any test file with `mod support;`.
+//!
+//! Tests run as root and need the packages from `scripts/test-deps.sh`; a
+//! missing binary panics with the install command instead of skipping.
+
+// Each test binary uses only part of the harness.
+#![allow(dead_code)]
+
+pub mod dockerd;
+pub mod etcd;
+pub mod images;
+pub mod loopfs;
+pub mod moto;
+pub mod peer;
+
+pub use dockerd::Dockerd;
+pub use etcd::Etcd;
+pub use loopfs::{FsUsage, LoopFs, LoopFsOptions};
+pub use moto::Moto;
