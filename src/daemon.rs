@@ -133,8 +133,9 @@ impl Daemon {
                 biased;
                 _ = term.recv() => break "SIGTERM",
                 _ = int.recv() => break "SIGINT",
-                _ = dog.tick(), if watchdog.is_some() => self.notifier.watchdog(),
+                // Sampling first, so the very first datagram is READY=1.
                 _ = tick.tick() => self.tick(SystemTime::now()),
+                _ = dog.tick(), if watchdog.is_some() => self.notifier.watchdog(),
             }
         };
         self.notifier.stopping();

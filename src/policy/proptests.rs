@@ -63,10 +63,7 @@ prop_compose! {
 }
 
 fn plan(inv: &Inventory, used: f64, inodes: f64) -> Plan {
-    let history = History::new(
-        std::time::Duration::from_secs(300),
-        std::time::Duration::from_secs(1),
-    );
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
     decide(
         &snapshot(stats(used, inodes), Some(inv.clone()), None),
         &history,
@@ -131,7 +128,7 @@ proptest! {
         let mut s = Settings::default();
         s.ecs.max_draining_percent = pct;
         let view = ecs(EcsStatus::Active, false, active, draining);
-        let history = History::new(std::time::Duration::from_secs(300), std::time::Duration::from_secs(1));
+        let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
         let p = decide(&snapshot(stats(used, 1.0), None, Some(view)), &history, &State::default(), &s, now());
         if let EcsDecision::Drain { .. } = p.ecs {
             prop_assert!(draining < drain_budget(pct, active + draining), "drained over budget");
@@ -141,7 +138,7 @@ proptest! {
     #[test]
     fn an_instance_someone_else_drained_is_never_undrained(used in 0.0f64..100.0, since in 0u64..100_000) {
         let view = ecs(EcsStatus::Draining, false, 5, 5);
-        let history = History::new(std::time::Duration::from_secs(300), std::time::Duration::from_secs(1));
+        let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
         let state = State { levels: BTreeMap::new(), recover_since: Some(ago(since)) };
         let p = decide(&snapshot(stats(used, 1.0), None, Some(view)), &history, &state, &Settings::default(), now());
         prop_assert_eq!(p.ecs, EcsDecision::None);

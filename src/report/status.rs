@@ -137,8 +137,8 @@ impl StatusReport {
         let _ = writeln!(out, "level: {}\n", self.level);
         let _ = writeln!(
             out,
-            "{:<7} {:<9} {:>7} {:>7} {:>11} {:>13}  {}",
-            "VOLUME", "LEVEL", "USED", "INODES", "FREE", "TIME TO FULL", "PATH (MOUNT)"
+            "{:<7} {:<9} {:>7} {:>7} {:>11} {:>13}  PATH (MOUNT)",
+            "VOLUME", "LEVEL", "USED", "INODES", "FREE", "TIME TO FULL"
         );
         for v in &self.volumes {
             let pct = |p: Option<f64>| p.map_or("-".to_owned(), |p| format!("{p:.1}%"));

@@ -7,7 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::loopfs::{LoopFs, LoopFsOptions, unmount_tree};
-use super::peer::{Bin, HttpResponse, PeerProcess, binary, http_unix, kill_processes_mentioning, processes, temp_dir};
+use super::peer::{
+    Bin, HttpResponse, PeerProcess, binary, http_unix, kill_processes_mentioning, processes,
+    temp_dir,
+};
 
 /// Startup on this kind of machine takes ~0.2 s; the margin is for loaded CI.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,12 +42,31 @@ impl Dockerd {
 
     fn launch(data_root: PathBuf, fs: Option<LoopFs>) -> Self {
         let dir = temp_dir("dockerd");
-        // An empty config file shields us from the host's /etc/docker/daemon.json.
-        std::fs::write(dir.path().join("daemon.json"), "{}\n").expect("writing daemon.json");
+        // Our own config file shields us from the host's /etc/docker/daemon.json.
+        // The key path (settable only here in Debian's build) stops every
+        // daemon sharing, and racing to create, /etc/docker/key.json.
+        let config = serde_json::json!({ "deprecated-key-path": dir.path().join("key.json") });
+        std::fs::write(dir.path().join("daemon.json"), config.to_string())
+            .expect("writing daemon.json");
         std::fs::create_dir_all(dir.path().join("cli")).expect("creating docker CLI config dir");
-        let mut d = Dockerd { process: None, data_root, last_start: Duration::ZERO, fs, dir };
-        let socket_len = d.socket().as_os_str().len().max(d.exec_root().join("containerd/containerd.sock.ttrpc").as_os_str().len());
-        assert!(socket_len < 100, "temp dir {} too long for unix socket paths; set TMPDIR shorter", d.dir.path().display());
+        let mut d = Dockerd {
+            process: None,
+            data_root,
+            last_start: Duration::ZERO,
+            fs,
+            dir,
+        };
+        let socket_len = d.socket().as_os_str().len().max(
+            d.exec_root()
+                .join("containerd/containerd.sock.ttrpc")
+                .as_os_str()
+                .len(),
+        );
+        assert!(
+            socket_len < 100,
+            "temp dir {} too long for unix socket paths; set TMPDIR shorter",
+            d.dir.path().display()
+        );
         d.restart();
         d
     }
@@ -79,7 +101,10 @@ impl Dockerd {
 
     /// dockerd's pid; panics if it is not running.
     pub fn pid(&self) -> u32 {
-        self.process.as_ref().map(PeerProcess::pid).expect("dockerd is not running (killed and not restarted?)")
+        self.process
+            .as_ref()
+            .map(PeerProcess::pid)
+            .expect("dockerd is not running (killed and not restarted?)")
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -88,12 +113,17 @@ impl Dockerd {
 
     /// `true` if the socket answers `GET /_ping` with `OK`.
     pub fn ping(&self) -> bool {
-        http_unix(&self.socket(), "GET", "/_ping", &[], b"").is_ok_and(|r| r.status == 200 && r.body == b"OK")
+        http_unix(&self.socket(), "GET", "/_ping", &[], b"")
+            .is_ok_and(|r| r.status == 200 && r.body == b"OK")
     }
 
     /// A raw Engine API call over the private socket.
     pub fn api(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
-        let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &[("Content-Type", "application/json")] };
+        let headers: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("Content-Type", "application/json")]
+        };
         http_unix(&self.socket(), method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path} on {}: {e}", self.socket().display()))
     }
@@ -139,8 +169,6 @@ impl Dockerd {
             format!("--exec-root={}", self.exec_root().display()),
             format!("--pidfile={}", dir.join("docker.pid").display()),
             format!("--config-file={}", dir.join("daemon.json").display()),
-            // Otherwise every daemon shares (and races to create) /etc/docker/key.json.
-            format!("--deprecated-key-path={}", dir.join("key.json").display()),
             "--bridge=none".into(),
             "--iptables=false".into(),
             "--ip-masq=false".into(),
@@ -162,7 +190,11 @@ impl Dockerd {
         });
         self.process = Some(p);
         if let Err(why) = ready {
-            panic!("private dockerd on {} (data root {}): {why}", socket.display(), self.data_root.display());
+            panic!(
+                "private dockerd on {} (data root {}): {why}",
+                socket.display(),
+                self.data_root.display()
+            );
         }
         self.last_start = started.elapsed();
     }
@@ -170,12 +202,22 @@ impl Dockerd {
     // Container processes are children of shims that name our containerd
     // socket; killing them (not the shims) lets dockerd shut down promptly.
     fn kill_containers(&self) {
-        let needle = self.exec_root().join("containerd/containerd.sock").display().to_string();
+        let needle = self
+            .exec_root()
+            .join("containerd/containerd.sock")
+            .display()
+            .to_string();
         let procs = processes();
-        let shims: Vec<i32> =
-            procs.iter().filter(|p| p.cmdline.contains("containerd-shim") && p.cmdline.contains(&needle)).map(|p| p.pid).collect();
+        let shims: Vec<i32> = procs
+            .iter()
+            .filter(|p| p.cmdline.contains("containerd-shim") && p.cmdline.contains(&needle))
+            .map(|p| p.pid)
+            .collect();
         for child in procs.iter().filter(|p| shims.contains(&p.ppid)) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }

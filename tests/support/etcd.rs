@@ -25,7 +25,9 @@ impl Etcd {
     }
 
     /// Data dir at `<parent>/etcd` (e.g. a [`super::loopfs::LoopFs`] mount,
-    /// which must outlive this guard).
+    /// which must outlive this guard). etcd preallocates the current and the
+    /// next 64 MB WAL segment at first boot and dies with ENOSPC without
+    /// them: give the fs ≥ 200 MiB.
     pub fn start_in(quota_backend_bytes: u64, parent: &Path) -> Self {
         Self::launch(quota_backend_bytes, Some(parent.join("etcd")))
     }
@@ -56,11 +58,21 @@ impl Etcd {
             let started = Instant::now();
             let mut process = PeerProcess::spawn("etcd", &program, &args, &log, &[]);
             let addr = format!("127.0.0.1:{client_port}");
-            let healthy = || http_tcp(&addr, "GET", "/health", &[], b"").is_ok_and(|r| r.status == 200 && r.text().contains("true"));
+            let healthy = || {
+                http_tcp(&addr, "GET", "/health", &[], b"")
+                    .is_ok_and(|r| r.status == 200 && r.text().contains("true"))
+            };
             match process.wait_ready(READY_TIMEOUT, healthy) {
                 Ok(()) => {
                     let startup = started.elapsed();
-                    return Etcd { process, client_port, peer_port, data_dir, startup, _dir: dir };
+                    return Etcd {
+                        process,
+                        client_port,
+                        peer_port,
+                        data_dir,
+                        startup,
+                        _dir: dir,
+                    };
                 }
                 Err(why) => last_err = why,
             }
@@ -71,7 +83,11 @@ impl Etcd {
             // A failed first boot may leave a half-made member dir behind.
             let _ = std::fs::remove_dir_all(&data_dir);
         }
-        panic!("etcd ({}) with data dir {} did not start: {last_err}", program.display(), data_dir.display());
+        panic!(
+            "etcd ({}) with data dir {} did not start: {last_err}",
+            program.display(),
+            data_dir.display()
+        );
     }
 
     /// `http://127.0.0.1:PORT`
@@ -94,8 +110,13 @@ impl Etcd {
     /// One request to the client port (v3 JSON gateway at `/v3/...`, `/metrics`, `/health`).
     pub fn request(&self, method: &str, path: &str, body: &str) -> HttpResponse {
         let addr = format!("127.0.0.1:{}", self.client_port);
-        let headers: &[(&str, &str)] = if body.is_empty() { &[] } else { &[("Content-Type", "application/json")] };
-        http_tcp(&addr, method, path, headers, body.as_bytes()).unwrap_or_else(|e| panic!("{method} {path} on etcd {addr}: {e}"))
+        let headers: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("Content-Type", "application/json")]
+        };
+        http_tcp(&addr, method, path, headers, body.as_bytes())
+            .unwrap_or_else(|e| panic!("{method} {path} on etcd {addr}: {e}"))
     }
 
     /// Value of an un-labelled Prometheus gauge/counter from `/metrics`.

@@ -10,7 +10,9 @@ use super::dockerd::Dockerd;
 use super::peer::{Bin, binary, run_ok, temp_dir};
 
 /// Applets linked in every image so `sh -c` and friends work.
-const APPLETS: &[&str] = &["sh", "sleep", "true", "false", "echo", "cat", "ls", "rm", "touch", "dd", "head", "kill"];
+const APPLETS: &[&str] = &[
+    "sh", "sleep", "true", "false", "echo", "cat", "ls", "rm", "touch", "dd", "head", "kill",
+];
 /// Keeps containers started without a command running.
 const DEFAULT_CMD: &str = r#"CMD ["/bin/sleep", "86400"]"#;
 
@@ -28,20 +30,33 @@ pub fn import_image(d: &Dockerd, reference: &str, payload_bytes: u64) -> String 
     let work = temp_dir("image");
     let root = work.path().join("rootfs");
     for sub in ["bin", "etc", "tmp", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(root.join(sub)).unwrap_or_else(|e| panic!("mkdir {}/{sub}: {e}", root.display()));
+        std::fs::create_dir_all(root.join(sub))
+            .unwrap_or_else(|e| panic!("mkdir {}/{sub}: {e}", root.display()));
     }
     let busybox = root.join("bin/busybox");
-    std::fs::copy(binary(Bin::Busybox), &busybox).unwrap_or_else(|e| panic!("copying busybox to {}: {e}", busybox.display()));
+    std::fs::copy(binary(Bin::Busybox), &busybox)
+        .unwrap_or_else(|e| panic!("copying busybox to {}: {e}", busybox.display()));
     for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlinking busybox applet");
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))
+            .expect("symlinking busybox applet");
     }
     write_random(&root.join("payload"), payload_bytes);
     let tar = work.path().join("image.tar");
-    run_ok(Command::new(binary(Bin::Tar)).arg("-C").arg(&root).args(["--numeric-owner", "-cf"]).arg(&tar).arg("."));
+    run_ok(
+        Command::new(binary(Bin::Tar))
+            .arg("-C")
+            .arg(&root)
+            .args(["--numeric-owner", "-cf"])
+            .arg(&tar)
+            .arg("."),
+    );
     let tar_arg = tar.display().to_string();
     let out = docker_ok(d, &["import", "--change", DEFAULT_CMD, &tar_arg, reference]);
     let id = out.lines().last().unwrap_or_default().to_owned();
-    assert!(id.starts_with("sha256:"), "`docker import` of {reference} printed {out:?}, expected an image id");
+    assert!(
+        id.starts_with("sha256:"),
+        "`docker import` of {reference} printed {out:?}, expected an image id"
+    );
     id
 }
 
@@ -49,9 +64,17 @@ pub fn import_image(d: &Dockerd, reference: &str, payload_bytes: u64) -> String 
 // is the size asked for; the seed differs per call so no two payloads match.
 fn write_random(path: &std::path::Path, mut len: u64) {
     static CALLS: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let mut state = nanos ^ (u64::from(std::process::id()) << 32) ^ CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut state = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ CALLS
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        | 1;
+    let file =
+        std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut buf = [0u8; 8192];
     while len > 0 {
@@ -62,16 +85,19 @@ fn write_random(path: &std::path::Path, mut len: u64) {
             word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
         }
         let n = len.min(buf.len() as u64) as usize;
-        w.write_all(&buf[..n]).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        w.write_all(&buf[..n])
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         len -= n as u64;
     }
-    w.flush().unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    w.flush()
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 /// `docker image inspect --format {{.Size}}`.
 pub fn image_size(d: &Dockerd, reference: &str) -> u64 {
     let out = docker_ok(d, &["image", "inspect", "--format", "{{.Size}}", reference]);
-    out.parse().unwrap_or_else(|_| panic!("image size of {reference}: unexpected {out:?}"))
+    out.parse()
+        .unwrap_or_else(|_| panic!("image size of {reference}: unexpected {out:?}"))
 }
 
 pub fn tag_image(d: &Dockerd, source: &str, target: &str) {
@@ -85,8 +111,10 @@ pub fn remove_image(d: &Dockerd, reference: &str) {
 
 /// Full ids (`sha256:…`) of all images, dangling ones included, sorted.
 pub fn image_ids(d: &Dockerd) -> Vec<String> {
-    let mut ids: Vec<String> =
-        docker_ok(d, &["images", "--all", "--quiet", "--no-trunc"]).lines().map(str::to_owned).collect();
+    let mut ids: Vec<String> = docker_ok(d, &["images", "--all", "--quiet", "--no-trunc"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
     ids.sort();
     ids.dedup();
     ids
@@ -102,7 +130,10 @@ pub struct ContainerOpts {
 
 impl ContainerOpts {
     pub fn named(name: &str) -> Self {
-        ContainerOpts { name: Some(name.to_owned()), ..Self::default() }
+        ContainerOpts {
+            name: Some(name.to_owned()),
+            ..Self::default()
+        }
     }
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.push((key.to_owned(), value.to_owned()));
@@ -172,7 +203,10 @@ pub fn remove_container(d: &Dockerd, id: &str) {
 
 /// `.State.Status`: created, running, exited, …
 pub fn container_state(d: &Dockerd, id: &str) -> String {
-    docker_ok(d, &["container", "inspect", "--format", "{{.State.Status}}", id])
+    docker_ok(
+        d,
+        &["container", "inspect", "--format", "{{.State.Status}}", id],
+    )
 }
 
 /// Full ids of containers; `all` includes stopped and created ones.

@@ -17,6 +17,7 @@ pub struct LoopFsOptions {
     /// `mkfs.ext4 -N`: a small inode table makes inode-exhaustion tests fast.
     pub inodes: Option<u64>,
     /// `mkfs.ext4 -m`; `None` keeps mke2fs's default (5%), as on real hosts.
+    /// Even with 0, ext4 keeps ~2% (at most 4096 blocks) out of `blocks_avail`.
     pub reserved_percent: Option<u8>,
     /// `false` adds `-O ^has_journal` (slightly more usable space).
     pub journal: bool,
@@ -24,7 +25,12 @@ pub struct LoopFsOptions {
 
 impl LoopFsOptions {
     pub fn new(size_mib: u64) -> Self {
-        LoopFsOptions { size_mib, inodes: None, reserved_percent: None, journal: true }
+        LoopFsOptions {
+            size_mib,
+            inodes: None,
+            reserved_percent: None,
+            journal: true,
+        }
     }
     pub fn inodes(mut self, n: u64) -> Self {
         self.inodes = Some(n);
@@ -73,13 +79,36 @@ impl FsUsage {
 
 /// Reads statvfs through `stat -f` (nix's statvfs needs a feature we lack).
 pub fn fs_usage(path: &Path) -> FsUsage {
-    let out = run_ok(Command::new("stat").args(["-f", "-c", "%S %b %f %a %c %d"]).arg(path));
+    let out = run_ok(
+        Command::new("stat")
+            .args(["-f", "-c", "%S %b %f %a %c %d"])
+            .arg(path),
+    );
     let n: Vec<u64> = out
         .split_whitespace()
-        .map(|f| f.parse().unwrap_or_else(|_| panic!("unexpected `stat -f` output for {}: {out:?}", path.display())))
+        .map(|f| {
+            f.parse().unwrap_or_else(|_| {
+                panic!(
+                    "unexpected `stat -f` output for {}: {out:?}",
+                    path.display()
+                )
+            })
+        })
         .collect();
-    assert_eq!(n.len(), 6, "unexpected `stat -f` output for {}: {out:?}", path.display());
-    FsUsage { block_size: n[0], blocks: n[1], blocks_free: n[2], blocks_avail: n[3], inodes: n[4], inodes_free: n[5] }
+    assert_eq!(
+        n.len(),
+        6,
+        "unexpected `stat -f` output for {}: {out:?}",
+        path.display()
+    );
+    FsUsage {
+        block_size: n[0],
+        blocks: n[1],
+        blocks_free: n[2],
+        blocks_avail: n[3],
+        inodes: n[4],
+        inodes_free: n[5],
+    }
 }
 
 /// A mounted ext4 image. Dropping it (also while unwinding from a panic)
@@ -111,7 +140,14 @@ impl LoopFs {
         // Eager table/journal init: no background ext4lazyinit writes that
         // would shift free-block counts under a test.
         let mut mkfs = Command::new(binary(Bin::MkfsExt4));
-        mkfs.args(["-F", "-q", "-b", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0"]);
+        mkfs.args([
+            "-F",
+            "-q",
+            "-b",
+            "4096",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+        ]);
         if let Some(n) = opts.inodes {
             mkfs.arg("-N").arg(n.to_string());
         }
@@ -126,15 +162,33 @@ impl LoopFs {
         // but can still lose, so try a few times.
         let mut last = String::new();
         for _ in 0..5 {
-            let out = run_raw(Command::new(binary(Bin::Mount)).args(["-t", "ext4", "-o", "loop"]).arg(&image).arg(&mount));
+            let out = run_raw(
+                Command::new(binary(Bin::Mount))
+                    .args(["-t", "ext4", "-o", "loop"])
+                    .arg(&image)
+                    .arg(&mount),
+            );
             if out.status.success() {
-                let device = mount_source(&mount).unwrap_or_else(|| panic!("{} mounted but absent from mountinfo", mount.display()));
-                return LoopFs { dir, image, mount, device, fills: Vec::new(), next_fill: 0 };
+                let device = mount_source(&mount).unwrap_or_else(|| {
+                    panic!("{} mounted but absent from mountinfo", mount.display())
+                });
+                return LoopFs {
+                    dir,
+                    image,
+                    mount,
+                    device,
+                    fills: Vec::new(),
+                    next_fill: 0,
+                };
             }
             last = String::from_utf8_lossy(&out.stderr).into_owned();
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("`mount -o loop {} {}` failed: {last}", image.display(), mount.display());
+        panic!(
+            "`mount -o loop {} {}` failed: {last}",
+            image.display(),
+            mount.display()
+        );
     }
 
     /// The mount point.
@@ -156,7 +210,8 @@ impl LoopFs {
     /// full). Root may write into the reserved blocks, so 100% is reachable.
     pub fn fill_to_used_percent(&mut self, pct: f64) -> PathBuf {
         let path = self.new_fill_path();
-        let mut f = File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        let mut f =
+            File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         self.fills.push(path.clone());
         let chunk = vec![0xA5u8; 1 << 20];
         loop {
@@ -165,7 +220,9 @@ impl LoopFs {
                 return path;
             }
             let total = (u.used_blocks() + u.blocks_avail) as f64;
-            let want_blocks = ((pct / 100.0 * total).ceil() as u64).saturating_sub(u.used_blocks()).max(1);
+            let want_blocks = ((pct / 100.0 * total).ceil() as u64)
+                .saturating_sub(u.used_blocks())
+                .max(1);
             let mut left = want_blocks * u.block_size;
             while left > 0 {
                 let n = left.min(chunk.len() as u64) as usize;
@@ -200,7 +257,9 @@ impl LoopFs {
             if u.inode_used_percent() >= pct {
                 return dir;
             }
-            let want = ((pct / 100.0 * u.inodes as f64).ceil() as u64).saturating_sub(u.inodes_used()).max(1);
+            let want = ((pct / 100.0 * u.inodes as f64).ceil() as u64)
+                .saturating_sub(u.inodes_used())
+                .max(1);
             for _ in 0..want {
                 let p = dir.join(i.to_string());
                 i += 1;
@@ -217,7 +276,11 @@ impl LoopFs {
     /// show up: ext4 returns freed blocks only when the journal commits.
     pub fn remove_fill(&mut self) {
         for p in self.fills.drain(..) {
-            let r = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
             r.unwrap_or_else(|e| panic!("removing fill {}: {e}", p.display()));
         }
         run_ok(Command::new("sync").arg("-f").arg(&self.mount));
@@ -225,7 +288,8 @@ impl LoopFs {
 
     fn new_fill_path(&mut self) -> PathBuf {
         self.next_fill += 1;
-        self.mount.join(format!(".diskguard-fill-{}", self.next_fill))
+        self.mount
+            .join(format!(".diskguard-fill-{}", self.next_fill))
     }
 }
 
@@ -237,19 +301,61 @@ impl Drop for LoopFs {
     }
 }
 
-/// Source device of the mount at exactly `mountpoint`.
-fn mount_source(mountpoint: &Path) -> Option<String> {
-    mounts().into_iter().rev().find(|(mp, _)| mp == mountpoint).map(|(_, src)| src)
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    pub source: String,
 }
 
-/// (mount point, source) from /proc/self/mountinfo, in mount order.
-pub fn mounts() -> Vec<(PathBuf, String)> {
+/// Source device of the mount at exactly `mountpoint`.
+fn mount_source(mountpoint: &Path) -> Option<String> {
+    mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == mountpoint)
+        .map(|m| m.source)
+}
+
+/// Current mounts, in mount order.
+pub fn mounts() -> Vec<MountEntry> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     text.lines()
         .filter_map(|l| {
             let fields: Vec<&str> = l.split(' ').collect();
             let sep = fields.iter().position(|f| *f == "-")?;
-            Some((PathBuf::from(unescape(fields.get(4)?)), unescape(fields.get(sep + 2)?)))
+            Some(MountEntry {
+                mount_point: PathBuf::from(unescape(fields.get(4)?)),
+                fstype: unescape(fields.get(sep + 1)?),
+                source: unescape(fields.get(sep + 2)?),
+            })
+        })
+        .collect()
+}
+
+/// The mount that `path` lives on (longest mount point prefix).
+pub fn mount_of(path: &Path) -> Option<MountEntry> {
+    mounts()
+        .into_iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+}
+
+/// Loop devices currently backed by `image`.
+pub fn loop_devices_backed_by(image: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            let backing = backing.trim().trim_end_matches(" (deleted)");
+            Path::new(backing)
+                .starts_with(image)
+                .then(|| format!("/dev/{name}"))
         })
         .collect()
 }
@@ -260,7 +366,9 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
+        let octal = b
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok());
         match (b[i], octal) {
             (b'\\', Some(v)) => {
                 out.push(v);
@@ -278,9 +386,13 @@ fn unescape(s: &str) -> String {
 /// Unmounts `root` and every mount below it, deepest (latest) first, falling
 /// back to a lazy unmount for anything still busy. Never panics: it runs in Drop.
 pub fn unmount_tree(root: &Path) {
-    let under: Vec<PathBuf> = mounts().into_iter().map(|(mp, _)| mp).filter(|mp| mp.starts_with(root)).collect();
+    let under: Vec<PathBuf> = mounts()
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|mp| mp.starts_with(root))
+        .collect();
     for mp in under.iter().rev() {
-        if !mounts().iter().any(|(m, _)| m == mp) {
+        if !mounts().iter().any(|m| &m.mount_point == mp) {
             continue; // already gone with a parent's lazy unmount
         }
         let out = run_raw(Command::new(binary(Bin::Umount)).arg(mp));
@@ -302,20 +414,13 @@ pub fn unmount_tree(root: &Path) {
 /// sets autoclear, so this only matters after a lazy unmount or a crash; the
 /// backing-file check keeps us off devices another test has since reused.
 pub fn detach_loops_under(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir("/sys/block") else { return };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
-            continue;
-        }
-        let Ok(backing) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
-        let backing = backing.trim().trim_end_matches(" (deleted)");
-        if Path::new(backing).starts_with(dir) {
-            let dev = format!("/dev/{name}");
-            let out = run_raw(Command::new(binary(Bin::Losetup)).arg("-d").arg(&dev));
-            if !out.status.success() {
-                eprintln!("diskguard tests: losetup -d {dev}: {}", String::from_utf8_lossy(&out.stderr).trim());
-            }
+    for dev in loop_devices_backed_by(dir) {
+        let out = run_raw(Command::new(binary(Bin::Losetup)).arg("-d").arg(&dev));
+        if !out.status.success() {
+            eprintln!(
+                "diskguard tests: losetup -d {dev}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
 }

@@ -5,8 +5,8 @@
 //! Tests run as root and need the packages from `scripts/test-deps.sh`; a
 //! missing binary panics with the install command instead of skipping.
 
-// Each test binary uses only part of the harness.
-#![allow(dead_code)]
+// Each test binary uses only part of the harness (re-exports included).
+#![allow(dead_code, unused_imports)]
 
 pub mod dockerd;
 pub mod etcd;

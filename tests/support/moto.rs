@@ -24,7 +24,12 @@ impl Moto {
         for attempt in 0..3 {
             let port = free_port();
             let log = dir.path().join(format!("moto-{attempt}.log"));
-            let args = vec!["-H".to_owned(), "127.0.0.1".to_owned(), "-p".to_owned(), port.to_string()];
+            let args = vec![
+                "-H".to_owned(),
+                "127.0.0.1".to_owned(),
+                "-p".to_owned(),
+                port.to_string(),
+            ];
             // Any credentials will do; fixing them keeps moto off ~/.aws.
             let env = [
                 ("AWS_ACCESS_KEY_ID", "testing"),
@@ -34,15 +39,27 @@ impl Moto {
             let started = Instant::now();
             let mut process = PeerProcess::spawn("moto_server", &program, &args, &log, &env);
             let addr = format!("127.0.0.1:{port}");
-            match process.wait_ready(READY_TIMEOUT, || http_tcp(&addr, "GET", "/", &[], b"").is_ok()) {
-                Ok(()) => return Moto { process, port, startup: started.elapsed(), _dir: dir },
+            match process.wait_ready(READY_TIMEOUT, || {
+                http_tcp(&addr, "GET", "/", &[], b"").is_ok()
+            }) {
+                Ok(()) => {
+                    return Moto {
+                        process,
+                        port,
+                        startup: started.elapsed(),
+                        _dir: dir,
+                    };
+                }
                 Err(why) => last_err = why,
             }
             if !last_err.contains("already in use") {
                 break;
             }
         }
-        panic!("moto_server ({}) did not start: {last_err}", program.display());
+        panic!(
+            "moto_server ({}) did not start: {last_err}",
+            program.display()
+        );
     }
 
     /// `http://127.0.0.1:PORT`
@@ -75,6 +92,7 @@ impl Moto {
             ("Authorization", auth.as_str()),
         ];
         let addr = format!("127.0.0.1:{}", self.port);
-        http_tcp(&addr, "POST", "/", &headers, body.as_bytes()).unwrap_or_else(|e| panic!("POST {target} to moto at {addr}: {e}"))
+        http_tcp(&addr, "POST", "/", &headers, body.as_bytes())
+            .unwrap_or_else(|e| panic!("POST {target} to moto at {addr}: {e}"))
     }
 }

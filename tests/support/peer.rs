@@ -112,24 +112,54 @@ pub fn binary(bin: Bin) -> PathBuf {
     });
     if bin == Bin::Busybox {
         // A dynamic busybox cannot run inside an image that has no libc.
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        if bytes.windows(8).any(|w| w == b"ld-linux") {
-            panic!("{} is dynamically linked: {HOW} (apt-get install busybox-static)", path.display());
+        if has_elf_interpreter(&std::fs::read(&path).unwrap_or_default()) {
+            panic!(
+                "{} is dynamically linked: {HOW} (apt-get install busybox-static)",
+                path.display()
+            );
         }
     }
     path
 }
 
+// True for a dynamically linked ELF64-LE binary (it has a PT_INTERP segment).
+fn has_elf_interpreter(elf: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        elf.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    if elf.get(..6) != Some(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..phnum).any(|i| u32_at(phoff as usize + i * phentsize) == Some(3))
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Loop mounts, private dockerds and mkfs all need root; say so up front
 /// instead of failing later with a confusing EPERM.
 pub fn require_root() {
     if !nix::unistd::geteuid().is_root() {
-        panic!("diskguard integration tests must run as root (they mount loop devices and run dockerd): use `sudo -E cargo test` or `make test`");
+        panic!(
+            "diskguard integration tests must run as root (they mount loop devices and run dockerd): use `sudo -E cargo test` or `make test`"
+        );
     }
 }
 
@@ -140,7 +170,12 @@ pub fn temp_dir(kind: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(&format!("diskguard-t{}-{kind}-", std::process::id()))
         .tempdir()
-        .unwrap_or_else(|e| panic!("creating temp dir in {}: {e}", std::env::temp_dir().display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "creating temp dir in {}: {e}",
+                std::env::temp_dir().display()
+            )
+        })
 }
 
 /// A loopback port nobody else in this process has been handed. The kernel
@@ -220,7 +255,13 @@ pub struct PeerProcess {
 }
 
 impl PeerProcess {
-    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path, env: &[(&str, &str)]) -> Self {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -228,14 +269,22 @@ impl PeerProcess {
             .unwrap_or_else(|e| panic!("opening log {}: {e}", log.display()));
         let log_err = log_file.try_clone().expect("duplicating log file handle");
         let mut cmd = Command::new(binary(Bin::Setpriv));
-        cmd.args(["--pdeathsig", "KILL", "--"]).arg(program).args(args);
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(program)
+            .args(args);
         cmd.envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err)
             .process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{}`: {e}", describe(&cmd)));
-        PeerProcess { name: name.to_owned(), child, log: log.to_owned() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", describe(&cmd)));
+        PeerProcess {
+            name: name.to_owned(),
+            child,
+            log: log.to_owned(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -252,11 +301,19 @@ impl PeerProcess {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        format!("--- last lines of {} ({}) ---\n{tail}", self.name, self.log.display())
+        format!(
+            "--- last lines of {} ({}) ---\n{tail}",
+            self.name,
+            self.log.display()
+        )
     }
 
     /// Waits for `probe`, failing fast (with the log) if the peer dies first.
-    pub fn wait_ready(&mut self, timeout: Duration, mut probe: impl FnMut() -> bool) -> Result<(), String> {
+    pub fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        mut probe: impl FnMut() -> bool,
+    ) -> Result<(), String> {
         let start = Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
@@ -264,10 +321,18 @@ impl PeerProcess {
                 return Ok(());
             }
             if let Some(status) = self.exited() {
-                return Err(format!("{} exited ({status}) before it was ready\n{}", self.name, self.log_tail()));
+                return Err(format!(
+                    "{} exited ({status}) before it was ready\n{}",
+                    self.name,
+                    self.log_tail()
+                ));
             }
             if start.elapsed() > timeout {
-                return Err(format!("{} not ready after {timeout:?}\n{}", self.name, self.log_tail()));
+                return Err(format!(
+                    "{} not ready after {timeout:?}\n{}",
+                    self.name,
+                    self.log_tail()
+                ));
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -318,19 +383,34 @@ impl HttpResponse {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// One HTTP/1.0 request over TCP (`addr` is `host:port`).
-pub fn http_tcp(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+pub fn http_tcp(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     http_exchange(stream, addr, method, path, headers, body)
 }
 
 /// One HTTP/1.0 request over a unix socket (the Docker API).
-pub fn http_unix(socket: &Path, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+pub fn http_unix(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     let stream = UnixStream::connect(socket)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     http_exchange(stream, "localhost", method, path, headers, body)
@@ -346,7 +426,10 @@ fn http_exchange(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<HttpResponse> {
-    let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -356,8 +439,12 @@ fn http_exchange(
     s.flush()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    parse_response(&raw)
-        .ok_or_else(|| std::io::Error::other(format!("malformed HTTP response: {:?}", String::from_utf8_lossy(&raw))))
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "malformed HTTP response: {:?}",
+            String::from_utf8_lossy(&raw)
+        ))
+    })
 }
 
 fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
@@ -369,8 +456,15 @@ fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    let mut resp = HttpResponse { status, headers, body: raw[split + 4..].to_vec() };
-    if resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    let mut resp = HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    };
+    if resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         resp.body = dechunk(&resp.body)?;
     }
     Some(resp)
@@ -400,7 +494,9 @@ pub struct ProcInfo {
 }
 
 pub fn processes() -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| {
         let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -425,11 +521,19 @@ pub fn processes() -> Vec<ProcInfo> {
 pub fn kill_processes_mentioning(needle: &str) -> usize {
     let procs = processes();
     let me = std::process::id() as i32;
-    let mut doomed: HashSet<i32> =
-        procs.iter().filter(|p| p.pid != me && p.cmdline.contains(needle)).map(|p| p.pid).collect();
+    let mut doomed: HashSet<i32> = procs
+        .iter()
+        .filter(|p| p.pid != me && p.cmdline.contains(needle))
+        .map(|p| p.pid)
+        .collect();
     loop {
         let before = doomed.len();
-        doomed.extend(procs.iter().filter(|p| doomed.contains(&p.ppid)).map(|p| p.pid));
+        let children: Vec<i32> = procs
+            .iter()
+            .filter(|p| doomed.contains(&p.ppid))
+            .map(|p| p.pid)
+            .collect();
+        doomed.extend(children);
         if doomed.len() == before {
             break;
         }
@@ -454,21 +558,40 @@ pub fn kill_processes_mentioning(needle: &str) -> usize {
 pub fn sweep_stale_once() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let tmp = std::env::temp_dir();
-        let Ok(entries) = std::fs::read_dir(&tmp) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("diskguard-t").and_then(|r| r.split('-').next()) else { continue };
-            let Ok(pid) = pid.parse::<u32>() else { continue };
-            if Path::new(&format!("/proc/{pid}")).exists() {
-                continue;
-            }
-            let dir = entry.path();
-            eprintln!("diskguard tests: cleaning up {} left by dead test process {pid}", dir.display());
-            kill_processes_mentioning(&format!("{}/", dir.display()));
-            super::loopfs::unmount_tree(&dir);
-            super::loopfs::detach_loops_under(&dir);
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        sweep_stale();
     });
+}
+
+/// The sweep itself; returns the dirs it removed.
+pub fn sweep_stale() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    let mut swept = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("diskguard-t")
+            .and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        eprintln!(
+            "diskguard tests: cleaning up {} left by dead test process {pid}",
+            dir.display()
+        );
+        kill_processes_mentioning(&format!("{}/", dir.display()));
+        super::loopfs::unmount_tree(&dir);
+        super::loopfs::detach_loops_under(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        swept.push(dir);
+    }
+    swept
 }
