@@ -37,7 +37,18 @@ apt_install() {
         apt_updated=1
     fi
     echo "test-deps.sh: apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    # docker.io and etcd-server would start system daemons on install; the
+    # tests run private ones, so forbid service starts for this install only.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod +x "$policy"
+        added_policy=1
+    fi
+    local rc=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+    [[ $added_policy -eq 1 ]] && rm -f "$policy"
+    [[ $rc -eq 0 ]] || exit "$rc"
     installed+=("$@")
 }
 
@@ -53,7 +64,9 @@ python_can_venv() {
     "$1" -c 'import venv, ensurepip' >/dev/null 2>&1
 }
 
-if [[ ! -x $VENV/bin/moto_server ]]; then
+# -x follows the venv's python symlink, so a venv whose interpreter is gone
+# counts as missing and is rebuilt.
+if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/python ]]; then
     py=$(command -v python3 || true)
     if [[ -z $py ]] || ! python_can_venv "$py"; then
         if [[ -n $(missing_pkgs python3 python3-venv) ]]; then

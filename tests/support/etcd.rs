@@ -56,7 +56,8 @@ impl Etcd {
             ];
             let log = dir.path().join(format!("etcd-{attempt}.log"));
             let started = Instant::now();
-            let mut process = PeerProcess::spawn("etcd", &program, &args, &log, &[]);
+            let env = [("ETCD_UNSUPPORTED_ARCH", go_arch())];
+            let mut process = PeerProcess::spawn("etcd", &program, &args, &log, &env);
             let addr = format!("127.0.0.1:{client_port}");
             let healthy = || {
                 http_tcp(&addr, "GET", "/health", &[], b"")
@@ -126,5 +127,17 @@ impl Etcd {
         text.lines()
             .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .find_map(|v| v.trim().parse().ok())
+    }
+}
+
+// etcd 3.4 refuses to start outside amd64/arm64/ppc64le unless this names
+// the (Go) architecture; on supported ones it is ignored.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
     }
 }

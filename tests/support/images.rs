@@ -149,9 +149,15 @@ impl ContainerOpts {
     }
 
     fn cli_args(&self, verb: &[&str], image: &str) -> Vec<String> {
-        // The daemon runs with --bridge=none, so only the none network exists.
         let mut args: Vec<String> = verb.iter().map(|s| (*s).to_owned()).collect();
-        args.extend(["--network".to_owned(), "none".to_owned()]);
+        // The daemon runs with --bridge=none, so only the none network exists.
+        // --init: busybox as pid 1 ignores SIGTERM, so every stop (and the
+        // restore after a dockerd crash) would wait out the 10 s timeout.
+        args.extend([
+            "--network".to_owned(),
+            "none".to_owned(),
+            "--init".to_owned(),
+        ]);
         if let Some(name) = &self.name {
             args.extend(["--name".to_owned(), name.clone()]);
         }
@@ -192,9 +198,9 @@ pub fn run_exited_container(d: &Dockerd, image: &str, opts: &ContainerOpts) -> S
     id
 }
 
-/// Stops without the 10 s grace: busybox as pid 1 ignores SIGTERM.
+/// `docker stop` (prompt: containers made here run under `--init`).
 pub fn stop_container(d: &Dockerd, id: &str) {
-    docker_ok(d, &["stop", "--time", "0", id]);
+    docker_ok(d, &["stop", id]);
 }
 
 pub fn remove_container(d: &Dockerd, id: &str) {

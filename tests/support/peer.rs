@@ -9,13 +9,11 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, Once};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-
-const HOW: &str = "run `scripts/test-deps.sh` (as root) or `make test`";
 
 /// The external programs the harness drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,64 +32,62 @@ pub enum Bin {
 }
 
 impl Bin {
-    fn name(self) -> &'static str {
+    /// (program, what installs it, paths tried before PATH). Fixed paths come
+    /// first because the tests are written against Debian's packages, and
+    /// some machines also have a newer docker CLI in /usr/local/bin.
+    fn spec(self) -> (&'static str, &'static str, &'static [&'static str]) {
         match self {
-            Bin::Dockerd => "dockerd",
-            Bin::Docker => "docker",
-            Bin::Busybox => "busybox",
-            Bin::Etcd => "etcd",
-            Bin::MotoServer => "moto_server",
-            Bin::MkfsExt4 => "mkfs.ext4",
-            Bin::Mount => "mount",
-            Bin::Umount => "umount",
-            Bin::Losetup => "losetup",
-            Bin::Setpriv => "setpriv",
-            Bin::Tar => "tar",
+            Bin::Dockerd => (
+                "dockerd",
+                "apt-get install docker.io",
+                &["/usr/sbin/dockerd"],
+            ),
+            Bin::Docker => ("docker", "apt-get install docker.io", &["/usr/bin/docker"]),
+            Bin::Busybox => (
+                "busybox",
+                "apt-get install busybox-static",
+                &["/bin/busybox"],
+            ),
+            Bin::Etcd => ("etcd", "apt-get install etcd-server", &["/usr/bin/etcd"]),
+            Bin::MotoServer => (
+                "moto_server",
+                "a venv at $DISKGUARD_TEST_VENV or /opt/diskguard-test-venv with moto[server]",
+                &[],
+            ),
+            Bin::MkfsExt4 => (
+                "mkfs.ext4",
+                "apt-get install e2fsprogs",
+                &["/usr/sbin/mkfs.ext4"],
+            ),
+            Bin::Mount => ("mount", "apt-get install mount", &["/usr/bin/mount"]),
+            Bin::Umount => ("umount", "apt-get install mount", &["/usr/bin/umount"]),
+            Bin::Losetup => ("losetup", "apt-get install mount", &["/usr/sbin/losetup"]),
+            Bin::Setpriv => (
+                "setpriv",
+                "apt-get install util-linux",
+                &["/usr/bin/setpriv"],
+            ),
+            Bin::Tar => ("tar", "apt-get install tar", &["/usr/bin/tar"]),
         }
     }
 
-    fn install_hint(self) -> &'static str {
-        match self {
-            Bin::Dockerd | Bin::Docker => "apt-get install docker.io",
-            Bin::Busybox => "apt-get install busybox-static",
-            Bin::Etcd => "apt-get install etcd-server",
-            Bin::MotoServer => "python3 -m venv $DISKGUARD_TEST_VENV && pip install 'moto[server]'",
-            Bin::MkfsExt4 => "apt-get install e2fsprogs",
-            Bin::Mount | Bin::Umount | Bin::Losetup => "apt-get install mount",
-            Bin::Setpriv => "apt-get install util-linux",
-            Bin::Tar => "apt-get install tar",
-        }
-    }
-
-    /// Fixed paths first: the Debian packages are what the tests are written
-    /// against, and this machine also has a newer docker CLI in /usr/local.
     fn candidates(self) -> Vec<PathBuf> {
-        let fixed: &[&str] = match self {
-            Bin::Dockerd => &["/usr/sbin/dockerd", "/usr/bin/dockerd"],
-            Bin::Docker => &["/usr/bin/docker"],
-            Bin::Busybox => &["/bin/busybox", "/usr/bin/busybox"],
-            Bin::Etcd => &["/usr/bin/etcd"],
-            Bin::MkfsExt4 => &["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"],
-            Bin::Mount => &["/usr/bin/mount", "/bin/mount"],
-            Bin::Umount => &["/usr/bin/umount", "/bin/umount"],
-            Bin::Losetup => &["/usr/sbin/losetup", "/sbin/losetup"],
-            Bin::Setpriv => &["/usr/bin/setpriv"],
-            Bin::Tar => &["/usr/bin/tar", "/bin/tar"],
-            Bin::MotoServer => &[],
-        };
+        let (name, _, fixed) = self.spec();
         let mut out: Vec<PathBuf> = fixed.iter().map(PathBuf::from).collect();
-        if self == Bin::MotoServer {
-            out.push(test_venv().join("bin/moto_server"));
+        match self {
+            Bin::MotoServer => out.push(test_venv().join("bin/moto_server")),
+            // Only the Debian CLI (API 1.41, like the daemon) will do.
+            Bin::Docker => return out,
+            _ => {}
         }
-        // Only the docker CLI must be the Debian one; the rest may come from PATH.
-        if self != Bin::Docker {
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            out.extend(std::env::split_paths(&path).map(|d| d.join(self.name())));
-        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        out.extend(std::env::split_paths(&path).map(|d| d.join(name)));
         out
     }
 }
 
+/// `$DISKGUARD_TEST_VENV`, default `/opt/diskguard-test-venv` (made by
+/// `scripts/test-deps.sh`), where moto_server is looked for first.
 pub fn test_venv() -> PathBuf {
     std::env::var_os("DISKGUARD_TEST_VENV")
         .filter(|v| !v.is_empty())
@@ -101,50 +97,34 @@ pub fn test_venv() -> PathBuf {
 /// Path of `bin`, or a panic that says how to install it. Never skips.
 pub fn binary(bin: Bin) -> PathBuf {
     require_root();
-    let found = bin.candidates().into_iter().find(|p| is_executable(p));
-    let path = found.unwrap_or_else(|| {
+    let (name, hint, _) = bin.spec();
+    let Some(path) = bin.candidates().into_iter().find(|p| is_executable(p)) else {
         panic!(
-            "{} not found (looked in {:?}): {HOW} ({})",
-            bin.name(),
-            bin.candidates(),
-            bin.install_hint()
+            "{name} not found: run `scripts/test-deps.sh` ({hint}) or `make test`; looked in {:?}",
+            bin.candidates()
         )
-    });
-    if bin == Bin::Busybox {
-        // A dynamic busybox cannot run inside an image that has no libc.
-        if has_elf_interpreter(&std::fs::read(&path).unwrap_or_default()) {
-            panic!(
-                "{} is dynamically linked: {HOW} (apt-get install busybox-static)",
-                path.display()
-            );
-        }
+    };
+    // A dynamic busybox cannot run inside an image that has no libc.
+    if bin == Bin::Busybox && has_elf_interpreter(&std::fs::read(&path).unwrap_or_default()) {
+        panic!(
+            "{} is dynamically linked: run `scripts/test-deps.sh` ({hint}) or `make test`",
+            path.display()
+        );
     }
     path
 }
 
 // True for a dynamically linked ELF64-LE binary (it has a PT_INTERP segment).
+// Grepping for "ld-linux" is not enough: static glibc binaries contain it too.
 fn has_elf_interpreter(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| {
-        elf.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    let le = |o: u64, n: usize| {
+        let b = elf.get(o as usize..o as usize + n)?;
+        Some(b.iter().rev().fold(0u64, |acc, x| acc << 8 | u64::from(*x)))
     };
-    let u32_at = |o: usize| {
-        elf.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |o: usize| {
-        elf.get(o..o + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
-    if elf.get(..6) != Some(b"\x7fELF\x02\x01") {
-        return false;
-    }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
+    let (Some(phoff), Some(size), Some(num)) = (le(0x20, 8), le(0x36, 2), le(0x38, 2)) else {
         return false;
     };
-    (0..phnum).any(|i| u32_at(phoff as usize + i * phentsize) == Some(3))
+    elf.starts_with(b"\x7fELF\x02\x01") && (0..num).any(|i| le(phoff + i * size, 4) == Some(3))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -166,7 +146,8 @@ pub fn require_root() {
 /// A fresh temp dir named `diskguard-t<pid>-<kind>-XXXX`. The pid lets a later
 /// test process clean up after one that was killed before its guards ran.
 pub fn temp_dir(kind: &str) -> tempfile::TempDir {
-    sweep_stale_once();
+    require_root();
+    super::dockerd::sweep_stale_once();
     tempfile::Builder::new()
         .prefix(&format!("diskguard-t{}-{kind}-", std::process::id()))
         .tempdir()
@@ -483,115 +464,4 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(data.get(..size)?);
         data = data.get(size + 2..)?;
     }
-}
-
-/// A process as seen in /proc.
-#[derive(Debug, Clone)]
-pub struct ProcInfo {
-    pub pid: i32,
-    pub ppid: i32,
-    pub cmdline: String,
-}
-
-pub fn processes() -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // comm may contain spaces and parens; fields resume after the last ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let mut fields = rest.split(' ');
-        let state = fields.next()?;
-        if state == "Z" {
-            return None;
-        }
-        let ppid = fields.next()?.parse().ok()?;
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        Some(ProcInfo { pid, ppid, cmdline })
-    })
-    .collect()
-}
-
-/// SIGKILLs every live process whose command line mentions `needle`, plus all
-/// their descendants (container processes do not mention it), and waits
-/// briefly for them to go so their mounts are released.
-pub fn kill_processes_mentioning(needle: &str) -> usize {
-    let procs = processes();
-    let me = std::process::id() as i32;
-    let mut doomed: HashSet<i32> = procs
-        .iter()
-        .filter(|p| p.pid != me && p.cmdline.contains(needle))
-        .map(|p| p.pid)
-        .collect();
-    loop {
-        let before = doomed.len();
-        let children: Vec<i32> = procs
-            .iter()
-            .filter(|p| doomed.contains(&p.ppid))
-            .map(|p| p.pid)
-            .collect();
-        doomed.extend(children);
-        if doomed.len() == before {
-            break;
-        }
-    }
-    for pid in &doomed {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        let alive: HashSet<i32> = processes().into_iter().map(|p| p.pid).collect();
-        if doomed.iter().all(|p| !alive.contains(p)) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    doomed.len()
-}
-
-/// Once per test process: clean up after earlier test processes that died
-/// without running their guards (SIGKILL, abort, CI timeout). Only dirs whose
-/// owning pid is gone are touched, so concurrent test binaries are safe.
-pub fn sweep_stale_once() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        sweep_stale();
-    });
-}
-
-/// The sweep itself; returns the dirs it removed.
-pub fn sweep_stale() -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return Vec::new();
-    };
-    let mut swept = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("diskguard-t")
-            .and_then(|r| r.split('-').next())
-        else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let dir = entry.path();
-        eprintln!(
-            "diskguard tests: cleaning up {} left by dead test process {pid}",
-            dir.display()
-        );
-        kill_processes_mentioning(&format!("{}/", dir.display()));
-        super::loopfs::unmount_tree(&dir);
-        super::loopfs::detach_loops_under(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        swept.push(dir);
-    }
-    swept
 }
