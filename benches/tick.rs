@@ -54,6 +54,7 @@ fn inventory(now: SystemTime) -> Inventory {
         })
         .collect();
     Inventory {
+        generation: 1,
         images,
         containers,
         build_cache: None,
@@ -93,7 +94,7 @@ fn tick(c: &mut Criterion) {
     prune.thresholds.prune_target = 0.1;
     prune.thresholds.recover = 0.2;
     let mut snapshot = sampler.sample(now);
-    snapshot.inventory = Some(inventory(now));
+    snapshot.inventory = Some(std::sync::Arc::new(inventory(now)));
     c.bench_function(
         "decide at prune level (1,000 images, 500 containers)",
         |b| b.iter(|| decide(&snapshot, &history, &State::default(), &prune, now)),

@@ -86,6 +86,18 @@ if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/python ]]; then
     installed+=("$VENV ($MOTO_SPEC)")
 fi
 
+# Python tools that share moto's venv: cfn-lint and parliament for
+# scripts/validate-packaging.sh, cbor2 (with moto's botocore) for the Smithy
+# RPC v2 CBOR proxy in tests/support/cw_proxy.py. Looked up by module name
+# without importing, so the everything-present path stays fast.
+PY_PKGS=('cfn-lint>=1,<2' 'parliament>=1.6,<2' 'cbor2>=5.6,<7')
+PY_MODULES=(cfnlint parliament cbor2)
+if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' "${PY_MODULES[@]}"; then
+    echo "test-deps.sh: installing ${PY_PKGS[*]} into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PKGS[@]}"
+    installed+=("$VENV (${PY_PKGS[*]})")
+fi
+
 if [[ ${#installed[@]} -gt 0 ]]; then
     echo "test-deps.sh: installed: ${installed[*]}"
 fi

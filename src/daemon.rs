@@ -12,6 +12,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use crate::act::Actors;
+use crate::act::docker::DockerChannels;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::policy::{Driver, Level, Plan, State, decide};
@@ -54,6 +55,7 @@ struct Daemon {
     state: State,
     notifier: Notifier,
     actors: Actors,
+    docker: DockerChannels,
     local_mode: bool,
     ready: bool,
     last_summary: String,
@@ -73,6 +75,7 @@ impl Daemon {
             state: State::default(),
             notifier: Notifier::from_env(),
             actors: Actors::default(),
+            docker: DockerChannels::default(),
             local_mode: true,
             ready: false,
             last_summary: String::new(),
@@ -102,6 +105,7 @@ impl Daemon {
                 info!(volume = volume.name(), path = %path.display(), mount = %m.mount_point.display(), fs_type = %m.fs_type, device = %m.device, "watching {volume}");
             }
         }
+        info!(host = %crate::act::docker::describe(&self.settings), "reading Docker through the Engine API");
         if self.local_mode {
             info!("{LOCAL_MODE_REASON}");
         }
@@ -120,6 +124,9 @@ impl Daemon {
             source,
         })?;
         self.announce();
+        let (settings, channels) = (self.settings.clone(), self.docker.clone());
+        self.actors
+            .spawn(|plans| crate::act::docker::run(settings, channels, plans));
 
         let mut tick = tokio::time::interval(self.settings.sample.interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -147,7 +154,8 @@ impl Daemon {
 
     /// One pass of sample → decide → act → report. Only local syscalls and arithmetic.
     fn tick(&mut self, now: SystemTime) {
-        let snapshot = self.sampler.sample(now);
+        let mut snapshot = self.sampler.sample(now);
+        snapshot.inventory = self.docker.inventory.borrow().clone();
         self.history.record(&snapshot);
         let plan = decide(&snapshot, &self.history, &self.state, &self.settings, now);
         self.state = plan.next.clone();
@@ -155,7 +163,11 @@ impl Daemon {
         let plan = Arc::new(plan);
         self.actors.publish(Arc::clone(&plan));
 
-        let summary = summary_line(&plan, &self.settings, self.local_mode);
+        let mut summary = summary_line(&plan, &self.settings, self.local_mode);
+        let today = self.docker.counters.reclaimed_today(now);
+        if today > 0 {
+            summary.push_str(&format!(" · reclaimed {} today", human_bytes(today)));
+        }
         let readable = plan.volumes.iter().any(|v| v.stats.is_some());
         if !self.ready && readable {
             self.ready = true;

@@ -10,14 +10,7 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            eprintln!("diskguard: {text}");
+            eprintln!("diskguard: {}", diskguard::error::chain(&e));
             ExitCode::from(e.exit_code())
         }
     }

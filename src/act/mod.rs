@@ -2,6 +2,9 @@
 //! that receives the latest plan and carries it out at its own pace, so a slow or hung
 //! call delays that actor only — never the sampling loop or the watchdog.
 
+pub mod docker;
+pub mod reclaim;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +89,7 @@ mod tests {
             reclaim_wanted: false,
             reclaim_needed_bytes: None,
             reclaim: Vec::new(),
+            inventory_generation: None,
             ecs: Default::default(),
             findings: Vec::new(),
             next: State::default(),

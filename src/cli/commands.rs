@@ -8,7 +8,6 @@ use super::{Cli, Command, ConfigCommand};
 use crate::config::{self, DEFAULT_CONFIG_PATH, Mode, Settings};
 use crate::error::Error;
 use crate::policy::{Level, Plan, State, decide};
-use crate::report::status::StatusReport;
 use crate::sample::{FsSampler, History};
 
 /// Runs the command; `Ok` carries the exit code.
@@ -28,17 +27,19 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Status { json } => {
-            let (snapshot, plan) = sample_once(&settings);
-            let report = StatusReport::new(&snapshot, &plan, &settings, true);
-            let text = if json {
-                serde_json::to_string_pretty(&report).expect("the status report is plain data")
-                    + "\n"
-            } else {
-                report.to_table()
-            };
-            print(&text)?;
+            print(&super::status::status(&settings, json))?;
             Ok(0)
         }
+        Command::Prune { dry_run } => match super::prune::prune(&settings, dry_run) {
+            Ok((text, code)) => {
+                print(&text)?;
+                Ok(code)
+            }
+            Err(why) => {
+                eprintln!("diskguard: prune: {why}");
+                Ok(crate::error::EXIT_FAILURE)
+            }
+        },
         Command::Check => {
             let (_, plan) = sample_once(&settings);
             let (code, word) = check_code(&plan);

@@ -1,6 +1,8 @@
 //! The command line (clap derive) and the commands it runs.
 
 mod commands;
+mod prune;
+mod status;
 
 use std::path::PathBuf;
 
@@ -34,6 +36,12 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// One reclaim pass down to prune_target (whatever the level), in the ladder's order.
+    Prune {
+        /// List what would be removed, with its rung and bytes, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Health check for scripts: exit 0 ok, 1 warning (≥ prune_start), 2 critical (≥ drain),
     /// 3 unknown (a watched path cannot be read).

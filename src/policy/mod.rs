@@ -74,6 +74,8 @@ pub struct Plan {
     /// Bytes to free to reach `prune_target`; `None` when inodes drive it.
     pub reclaim_needed_bytes: Option<u64>,
     pub reclaim: Vec<ReclaimStep>,
+    /// The inventory `reclaim` was planned from.
+    pub inventory_generation: Option<u64>,
     pub ecs: EcsDecision,
     pub findings: Vec<Finding>,
     /// The memory to pass to the next tick.
@@ -156,7 +158,7 @@ pub fn decide(
     let reclaim_wanted = docker_level >= Level::Prune;
     let reclaim_needed_bytes = docker
         .and_then(|d| d.stats)
-        .and_then(|s| needed_bytes(&s, t.prune_target));
+        .and_then(|s| reclaim_goal(&s, t.prune_target));
     let mut reclaim = Vec::new();
     if reclaim_wanted {
         match &snapshot.inventory {
@@ -206,6 +208,7 @@ pub fn decide(
         }
     }
 
+    let inventory_generation = snapshot.inventory.as_ref().map(|i| i.generation);
     Plan {
         at: now,
         level,
@@ -213,6 +216,7 @@ pub fn decide(
         reclaim_wanted,
         reclaim_needed_bytes,
         reclaim,
+        inventory_generation,
         ecs,
         findings,
         next,
@@ -283,7 +287,7 @@ fn judge(
 
 /// Bytes to free so that df's Use% reaches `target`; `None` when it is the inodes that are
 /// above target (their relief cannot be estimated in bytes).
-fn needed_bytes(stats: &FsStats, target: f64) -> Option<u64> {
+pub fn reclaim_goal(stats: &FsStats, target: f64) -> Option<u64> {
     if stats.inodes_used_percent() > target {
         return None;
     }

@@ -58,7 +58,7 @@ prop_compose! {
                 c
             })
             .collect();
-        Inventory { images, containers, build_cache: cache.map(|b| BuildCache { reclaimable_bytes: b }) }
+        Inventory { generation: 1, images, containers, build_cache: cache.map(|b| BuildCache { reclaimable_bytes: b }) }
     }
 }
 

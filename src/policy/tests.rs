@@ -48,7 +48,7 @@ pub(super) fn snapshot(
             stats: Some(docker),
             error: None,
         }],
-        inventory,
+        inventory: inventory.map(std::sync::Arc::new),
         ecs,
         etcd: None,
     }
@@ -123,6 +123,7 @@ fn inventory() -> Inventory {
     let mut keep_image = image("img-keep-label", Some("tools:keep"), 5 * GB, 99_000);
     keep_image.labels.insert(KEEP_LABEL.into(), "true".into());
     Inventory {
+        generation: 1,
         images: vec![
             image("img-dangling-new", None, GB, 10),
             image("img-dangling-old", None, GB, 50_000),

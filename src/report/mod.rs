@@ -1,5 +1,6 @@
 //! Telling people: the systemd notifications, the logs, and the status report.
 
+pub mod counters;
 pub mod logging;
 pub mod notify;
 pub mod status;

@@ -7,10 +7,11 @@ use serde::Serialize;
 use super::human_bytes;
 use crate::config::{Mode, Settings};
 use crate::policy::{Driver, EcsDecision, Finding, Level, Plan};
+use crate::sample::docker::TopWriter;
 use crate::sample::{EcsView, EtcdView, MountInfo, Snapshot, Volume};
 
 /// Why diskguard is in local mode, shown in `status` and in the first log lines.
-pub const LOCAL_MODE_REASON: &str = "local mode: this build watches the disks and reports; it does not talk to ECS or CloudWatch yet";
+pub const LOCAL_MODE_REASON: &str = "local mode: no ECS or CloudWatch in this build; watching the disks and reclaiming through the local Docker";
 
 /// `status --json`. Fields named in design.md are a contract; others may be added.
 #[derive(Debug, Serialize)]
@@ -22,6 +23,7 @@ pub struct StatusReport {
     pub volumes: Vec<VolumeStatus>,
     pub ecs: Option<EcsView>,
     pub etcd: Option<EtcdView>,
+    pub docker: Option<DockerStatus>,
     pub plan: Vec<PlanItem>,
     pub findings: Vec<Finding>,
 }
@@ -42,11 +44,25 @@ pub struct VolumeStatus {
     pub error: Option<String>,
 }
 
+/// Docker as `status` saw it.
+#[derive(Debug, Serialize)]
+pub struct DockerStatus {
+    pub host: String,
+    pub connected: bool,
+    pub images: usize,
+    pub containers: usize,
+    /// At `prune` level and above: what holds the most bytes (writable layer + log).
+    pub top_writers: Vec<TopWriter>,
+    pub error: Option<String>,
+}
+
 /// One thing the plan would do now.
 #[derive(Debug, Serialize)]
 pub struct PlanItem {
     pub action: &'static str,
     pub target: String,
+    /// Tags or container name, for people.
+    pub name: Option<String>,
     pub bytes: Option<u64>,
 }
 
@@ -80,6 +96,7 @@ impl StatusReport {
             .map(|s| PlanItem {
                 action: s.rung.action(),
                 target: s.id.clone(),
+                name: Some(s.name.clone()),
                 bytes: Some(s.bytes),
             })
             .collect();
@@ -87,6 +104,7 @@ impl StatusReport {
             items.push(PlanItem {
                 action: "reclaim",
                 target: settings.docker.root.display().to_string(),
+                name: None,
                 bytes: plan.reclaim_needed_bytes,
             });
         }
@@ -102,6 +120,7 @@ impl StatusReport {
                 items.push(PlanItem {
                     action,
                     target: ecs.container_instance_arn.clone(),
+                    name: None,
                     bytes: None,
                 });
             }
@@ -121,9 +140,21 @@ impl StatusReport {
             volumes,
             ecs: snapshot.ecs.clone(),
             etcd: snapshot.etcd,
+            docker: None,
             plan: items,
             findings,
         }
+    }
+
+    pub fn with_docker(mut self, docker: DockerStatus) -> Self {
+        if let Some(e) = &docker.error {
+            self.findings.push(Finding {
+                volume: Some(Volume::Docker),
+                message: format!("Docker: {e}"),
+            });
+        }
+        self.docker = Some(docker);
+        self
     }
 
     /// The readable form.
@@ -172,6 +203,20 @@ impl StatusReport {
             );
         }
         let _ = writeln!(out);
+        if let Some(d) = &self.docker {
+            if d.connected {
+                let _ = writeln!(
+                    out,
+                    "docker: {} — {} images, {} containers",
+                    d.host, d.images, d.containers
+                );
+            } else {
+                let _ = writeln!(out, "docker: {} — not reachable", d.host);
+            }
+            for (i, w) in d.top_writers.iter().enumerate() {
+                let _ = writeln!(out, "  top writer {}: {w}", i + 1);
+            }
+        }
         match &self.ecs {
             Some(e) => {
                 let _ = writeln!(
@@ -199,7 +244,11 @@ impl StatusReport {
                 let bytes = item
                     .bytes
                     .map_or(String::new(), |b| format!("  {}", human_bytes(b)));
-                let _ = writeln!(out, "  {:<22} {}{bytes}", item.action, item.target);
+                let name = item
+                    .name
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" ({n})"));
+                let _ = writeln!(out, "  {:<22} {}{name}{bytes}", item.action, item.target);
             }
         }
         for f in &self.findings {

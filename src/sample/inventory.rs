@@ -93,6 +93,8 @@ pub struct BuildCache {
 /// Docker's images, containers and build cache at one instant.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Inventory {
+    /// Counts inventories read by this process, so a plan can say which one it used.
+    pub generation: u64,
     pub images: Vec<ImageInfo>,
     pub containers: Vec<ContainerInfo>,
     pub build_cache: Option<BuildCache>,

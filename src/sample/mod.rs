@@ -1,6 +1,7 @@
 //! Reading the world: filesystems now, and plain-data descriptions of Docker, ECS and etcd
 //! that the policy can reason about without holding a handle to any of them.
 
+pub mod docker;
 mod fs;
 mod history;
 mod inventory;
@@ -59,7 +60,7 @@ pub struct Snapshot {
     pub at: SystemTime,
     pub volumes: Vec<VolumeSnapshot>,
     /// Docker's images, containers and build cache; `None` until Docker has been read.
-    pub inventory: Option<Inventory>,
+    pub inventory: Option<std::sync::Arc<Inventory>>,
     /// This container instance in ECS; `None` in local mode.
     pub ecs: Option<EcsView>,
     /// etcd's backend; `None` when etcd is not watched or not reachable.

@@ -1,0 +1,276 @@
+//! The Docker actor: keeps the inventory fresh (every `inventory_interval`, and soon
+//! after any container or image event), runs a reclaim pass whenever the policy asks,
+//! and finds the top writers at `prune` level. Everything slow about Docker happens here,
+//! off the sampling loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Notify, watch};
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
+
+use super::PlanReceiver;
+use super::reclaim::{PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass, rung_name};
+use crate::config::Settings;
+use crate::policy::Plan;
+use crate::report::counters::Counters;
+use crate::report::human_bytes;
+use crate::sample::Inventory;
+use crate::sample::docker::{
+    DockerSource, EventsStatus, TopWriter, docker_host, replay_recent, top_writers, watch_events,
+};
+
+/// How far back the engine's event buffer is read at start-up for last use.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Events come in bursts (create, start, …): wait this long for the burst to end.
+const EVENT_DEBOUNCE: Duration = Duration::from_millis(100);
+/// How often the top writers are re-measured while the volume stays at `prune` or above.
+const WRITERS_EVERY: Duration = Duration::from_secs(30);
+/// How many top writers are shown.
+pub const TOP_WRITERS: usize = 3;
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What the Docker actor shares with the loop and the reporters.
+#[derive(Debug, Clone)]
+pub struct DockerChannels {
+    pub inventory: watch::Sender<Option<Arc<Inventory>>>,
+    pub writers: watch::Sender<Vec<TopWriter>>,
+    pub events: watch::Sender<EventsStatus>,
+    pub counters: Arc<Counters>,
+}
+
+impl Default for DockerChannels {
+    fn default() -> Self {
+        DockerChannels {
+            inventory: watch::Sender::new(None),
+            writers: watch::Sender::new(Vec::new()),
+            events: watch::Sender::new(EventsStatus::default()),
+            counters: Arc::default(),
+        }
+    }
+}
+
+struct Actor {
+    settings: Settings,
+    out: DockerChannels,
+    source: DockerSource,
+    generation: u64,
+    /// When the last pass ended and how many items it removed.
+    last_pass: Option<(Instant, usize)>,
+    /// Step ids last reported in observe mode, so each plan is logged once.
+    observed: Vec<String>,
+    writers_at: Option<Instant>,
+}
+
+/// Runs until the plan channel closes (shutdown).
+pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceiver) {
+    let Some(source) = connect(&settings, &mut plans).await else {
+        return;
+    };
+    let stale = Arc::new(Notify::new());
+    let events = tokio::spawn(watch_events(
+        source.clone(),
+        out.events.clone(),
+        Arc::clone(&stale),
+    ));
+    let replayed = replay_recent(&source, REPLAY_WINDOW).await;
+    let mut actor = Actor {
+        settings,
+        out,
+        source,
+        generation: 0,
+        last_pass: None,
+        observed: Vec::new(),
+        writers_at: None,
+    };
+    actor.refresh().await;
+    info!(
+        events_replayed = replayed,
+        "Docker inventory read; last use rebuilt from containers, tag times and recent events"
+    );
+
+    let mut tick = tokio::time::interval(actor.settings.sample.inventory_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.reset();
+    loop {
+        tokio::select! {
+            changed = plans.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let plan = plans.borrow_and_update().clone();
+                if let Some(plan) = plan {
+                    actor.consider(&plan).await;
+                }
+            }
+            _ = stale.notified() => {
+                tokio::time::sleep(EVENT_DEBOUNCE).await;
+                actor.refresh().await;
+            }
+            _ = tick.tick() => actor.refresh().await,
+        }
+    }
+    events.abort();
+}
+
+/// Connects, retrying with backoff; says so once, not every attempt. `None` on shutdown.
+async fn connect(settings: &Settings, plans: &mut PlanReceiver) -> Option<DockerSource> {
+    let mut backoff = Duration::from_millis(500);
+    let mut said = false;
+    loop {
+        match DockerSource::connect(&settings.docker).await {
+            Ok(source) => {
+                info!(host = %source.host, api = %source.docker.client_version(), "connected to Docker");
+                return Some(source);
+            }
+            Err(e) if !said => {
+                warn!(error = %crate::error::chain(&e), "cannot reach Docker; retrying in the background — nothing will be reclaimed until it answers");
+                said = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            changed = plans.changed() => if changed.is_err() { return None },
+        }
+        backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+    }
+}
+
+impl Actor {
+    async fn refresh(&mut self) {
+        match self.source.inventory().await {
+            Ok(mut inventory) => {
+                self.generation += 1;
+                inventory.generation = self.generation;
+                self.out.inventory.send_replace(Some(Arc::new(inventory)));
+            }
+            Err(e) => {
+                // Keep the last inventory: it only feeds plans, and the engine refuses to
+                // delete what is in use anyway. Withdraw it if Docker is gone for long?
+                // No: a stale plan fails harmlessly (404/409) and is counted.
+                warn!(error = %crate::error::chain(&e), "cannot read Docker's inventory");
+            }
+        }
+    }
+
+    async fn consider(&mut self, plan: &Plan) {
+        if !plan.reclaim_wanted {
+            self.writers_at = None;
+            return;
+        }
+        if !plan.reclaim.is_empty() && plan.inventory_generation == Some(self.generation) {
+            if self.settings.observe_only() {
+                self.observe(plan);
+            } else if self.cooled_down() {
+                self.pass(plan).await;
+            }
+        }
+        if self.writers_at.is_none_or(|t| t.elapsed() >= WRITERS_EVERY) {
+            self.writers_at = Some(Instant::now());
+            self.measure_writers().await;
+        }
+    }
+
+    /// After a pass that removed nothing, wait an inventory interval before trying again,
+    /// so an engine that refuses everything does not get asked every second.
+    fn cooled_down(&self) -> bool {
+        match self.last_pass {
+            Some((at, 0)) => at.elapsed() >= self.settings.sample.inventory_interval,
+            _ => true,
+        }
+    }
+
+    fn observe(&mut self, plan: &Plan) {
+        let ids: Vec<String> = plan.reclaim.iter().map(|s| s.id.clone()).collect();
+        if ids == self.observed {
+            return;
+        }
+        self.observed = ids;
+        let total: u64 = plan.reclaim.iter().map(|s| s.bytes).sum();
+        info!(
+            steps = plan.reclaim.len(),
+            "observe mode: would reclaim ~{} (removing nothing)",
+            human_bytes(total)
+        );
+        for s in &plan.reclaim {
+            info!(rung = rung_name(s.rung), id = %s.id, "observe mode: would remove {} (~{})", s.name, human_bytes(s.bytes));
+        }
+    }
+
+    async fn pass(&mut self, plan: &Plan) {
+        let docker = plan.volume(crate::sample::Volume::Docker);
+        let usage = docker.map_or(0.0, |v| v.usage_percent);
+        let estimated: u64 = plan.reclaim.iter().map(|s| s.bytes).sum();
+        info!(
+            usage_percent = usage,
+            steps = plan.reclaim.len(),
+            plan_age_ms = SystemTime::now()
+                .duration_since(plan.at)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            "reclaim pass started: docker at {usage:.1}%, goal ≤ {}%, {} steps (~{})",
+            self.settings.thresholds.prune_target,
+            plan.reclaim.len(),
+            human_bytes(estimated)
+        );
+        let settings = PassSettings {
+            root: self.settings.docker.root.clone(),
+            target_percent: self.settings.thresholds.prune_target,
+            concurrency: PASS_CONCURRENCY,
+            deadline: PASS_DEADLINE,
+        };
+        let report = run_pass(&self.source, &plan.reclaim, &settings).await;
+        let c = &self.out.counters;
+        c.add_reclaimed(report.reclaimed_bytes(), SystemTime::now());
+        c.reclaim_errors
+            .fetch_add(report.errors() as u64, std::sync::atomic::Ordering::Relaxed);
+        c.reclaim_skipped_in_use
+            .fetch_add(report.in_use() as u64, std::sync::atomic::Ordering::Relaxed);
+        c.reclaim_passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let removed = report.removed().count();
+        if report.errors() > 0 {
+            warn!(
+                removed,
+                errors = report.errors(),
+                "reclaim pass done: {}",
+                report.summary()
+            );
+        } else {
+            info!(
+                removed,
+                skipped_in_use = report.in_use(),
+                "reclaim pass done: {}",
+                report.summary()
+            );
+        }
+        self.last_pass = Some((Instant::now(), removed));
+        self.refresh().await;
+    }
+
+    async fn measure_writers(&mut self) {
+        match tokio::time::timeout(
+            Duration::from_secs(60),
+            top_writers(&self.source, TOP_WRITERS),
+        )
+        .await
+        {
+            Ok(Ok(writers)) => {
+                if writers != *self.out.writers.borrow() && !writers.is_empty() {
+                    let list: Vec<String> = writers.iter().map(ToString::to_string).collect();
+                    warn!(top_writer = %writers[0].name, "top writers on the Docker volume: {}", list.join(", "));
+                }
+                self.out.writers.send_replace(writers);
+            }
+            Ok(Err(e)) => warn!(error = %crate::error::chain(&e), "cannot measure container sizes"),
+            Err(_) => warn!("measuring container sizes took over 60 s; skipped"),
+        }
+    }
+}
+
+/// Where the actor will connect, for the first log lines.
+pub fn describe(settings: &Settings) -> String {
+    docker_host(&settings.docker)
+}

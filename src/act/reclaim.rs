@@ -1,0 +1,328 @@
+//! One reclaim pass: carry out the policy's ladder against the Engine API, in order,
+//! with bounded concurrency and a time bound, re-reading statvfs before each removal and
+//! stopping at the target. The engine's own refusal to delete anything in use (no
+//! `force`, ever) is the last line of defence behind the policy's protections.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    ListContainersOptions, PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
+};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+
+use crate::policy::{ReclaimStep, Rung};
+use crate::report::human_bytes;
+use crate::sample::docker::{CALL_TIMEOUT, DockerSource};
+use crate::sample::{FsStats, stat};
+
+/// Removals in flight at once. dockerd serialises much of an image delete internally;
+/// four hides the round trips without piling work on an engine that is short of disk.
+pub const PASS_CONCURRENCY: usize = 4;
+/// A pass that has not finished in this time stops dispatching and reports.
+pub const PASS_DEADLINE: Duration = Duration::from_secs(120);
+/// Consecutive failures (not conflicts) after which the pass gives up: dockerd is gone.
+const MAX_CONSECUTIVE_FAILURES: usize = 3;
+
+/// How a pass is run.
+#[derive(Debug, Clone)]
+pub struct PassSettings {
+    /// Docker's data root: statvfs is read here.
+    pub root: PathBuf,
+    /// Stop once bytes and inodes are both at or below this percent.
+    pub target_percent: f64,
+    pub concurrency: usize,
+    pub deadline: Duration,
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum Outcome {
+    Removed,
+    /// The engine refused: the item became in use between plan and act.
+    InUse(String),
+    /// Already gone (removed by someone else, or twice planned).
+    Gone,
+    Failed(String),
+}
+
+/// The record of a pass, for logs, counters and `prune`'s output.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    /// Steps in the order they were dispatched, with their outcome.
+    pub steps: Vec<(ReclaimStep, Outcome)>,
+    pub before: Option<FsStats>,
+    pub after: Option<FsStats>,
+    pub reached_target: bool,
+    pub timed_out: bool,
+    /// Gave up after repeated failures.
+    pub aborted: bool,
+    pub elapsed: Duration,
+    /// Reported by the engine for the build cache rung.
+    pub build_cache_bytes: u64,
+}
+
+impl PassReport {
+    pub fn removed(&self) -> impl Iterator<Item = &ReclaimStep> {
+        self.steps
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Removed)
+            .map(|(s, _)| s)
+    }
+
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.steps.iter().filter(|(_, o)| f(o)).count()
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::InUse(_)))
+    }
+
+    pub fn errors(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed(_)))
+    }
+
+    /// Measured with statvfs before and after; 0 if something else wrote meanwhile.
+    pub fn reclaimed_bytes(&self) -> u64 {
+        match (self.before, self.after) {
+            (Some(b), Some(a)) => b.used_bytes().saturating_sub(a.used_bytes()),
+            _ => 0,
+        }
+    }
+
+    /// One line: totals, then what each rung removed.
+    pub fn summary(&self) -> String {
+        let mut rungs: BTreeMap<Rung, (usize, u64)> = BTreeMap::new();
+        for s in self.removed() {
+            let e = rungs.entry(s.rung).or_default();
+            e.0 += 1;
+            e.1 += s.bytes;
+        }
+        let per_rung: Vec<String> = rungs
+            .iter()
+            .map(|(r, (n, b))| format!("{} {n} (~{})", rung_name(*r), human_bytes(*b)))
+            .collect();
+        let pct =
+            |s: Option<FsStats>| s.map_or("?".to_owned(), |s| format!("{:.1}%", s.used_percent()));
+        format!(
+            "freed {} ({} → {}) in {:.1}s: {}; {} skipped in use, {} already gone, {} errors{}{}",
+            human_bytes(self.reclaimed_bytes()),
+            pct(self.before),
+            pct(self.after),
+            self.elapsed.as_secs_f64(),
+            if per_rung.is_empty() {
+                "nothing removed".to_owned()
+            } else {
+                per_rung.join(", ")
+            },
+            self.in_use(),
+            self.count(|o| *o == Outcome::Gone),
+            self.errors(),
+            if self.timed_out {
+                "; stopped at the time bound"
+            } else {
+                ""
+            },
+            if self.aborted {
+                "; gave up after repeated failures"
+            } else {
+                ""
+            },
+        )
+    }
+}
+
+pub fn rung_name(r: Rung) -> &'static str {
+    match r {
+        Rung::DanglingImage => "dangling images",
+        Rung::StoppedContainer => "stopped containers",
+        Rung::UnusedImage => "unused images",
+        Rung::BuildCache => "build cache",
+    }
+}
+
+fn at_target(stats: &FsStats, target: f64) -> bool {
+    stats.used_percent() <= target && stats.inodes_used_percent() <= target
+}
+
+/// Runs the steps. Never panics and never returns early with an error: every problem is
+/// an outcome in the report.
+pub async fn run_pass(
+    source: &DockerSource,
+    steps: &[ReclaimStep],
+    settings: &PassSettings,
+) -> PassReport {
+    let start = Instant::now();
+    let mut report = PassReport {
+        before: stat(&settings.root).ok(),
+        ..PassReport::default()
+    };
+    let mut pending = steps.iter().peekable();
+    let mut in_flight = FuturesUnordered::new();
+    let mut failures_in_a_row = 0;
+    loop {
+        // Dispatch in plan order; finish a rung before starting the next, so that images
+        // freed by removing their containers are free when their turn comes.
+        while in_flight.len() < settings.concurrency.max(1) {
+            let Some(next) = pending.peek() else { break };
+            if report
+                .steps
+                .last()
+                .is_some_and(|(s, _): &(ReclaimStep, Outcome)| s.rung != next.rung)
+                && !in_flight.is_empty()
+            {
+                break;
+            }
+            if start.elapsed() >= settings.deadline {
+                report.timed_out = true;
+                break;
+            }
+            if stat(&settings.root).is_ok_and(|s| at_target(&s, settings.target_percent)) {
+                report.reached_target = true;
+                break;
+            }
+            let step = (*next).clone();
+            pending.next();
+            let index = report.steps.len();
+            report.steps.push((step.clone(), Outcome::Gone));
+            in_flight.push(async move { (index, remove(source, &step).await) });
+        }
+        let Some((index, (outcome, cache_bytes))) = in_flight.next().await else {
+            break;
+        };
+        report.build_cache_bytes += cache_bytes;
+        failures_in_a_row = if matches!(outcome, Outcome::Failed(_)) {
+            failures_in_a_row + 1
+        } else {
+            0
+        };
+        report.steps[index].1 = outcome;
+        if failures_in_a_row >= MAX_CONSECUTIVE_FAILURES {
+            report.aborted = true;
+            // Let what is in flight finish so the report is true; dispatch nothing more.
+            while let Some((i, (o, b))) = in_flight.next().await {
+                report.build_cache_bytes += b;
+                report.steps[i].1 = o;
+            }
+            break;
+        }
+        if report.timed_out || report.reached_target {
+            continue;
+        }
+    }
+    report.after = stat(&settings.root).ok();
+    report.reached_target |= report
+        .after
+        .is_some_and(|s| at_target(&s, settings.target_percent));
+    report.elapsed = start.elapsed();
+    report
+}
+
+fn classify(e: &BollardError) -> Outcome {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code: 404, ..
+        } => Outcome::Gone,
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => Outcome::InUse(message.clone()),
+        other => Outcome::Failed(other.to_string()),
+    }
+}
+
+async fn bounded<T>(call: impl Future<Output = Result<T, BollardError>>) -> Result<T, Outcome> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(classify(&e)),
+        Err(_) => Err(Outcome::Failed(format!(
+            "no answer within {CALL_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// Removes one item. Returns the outcome and, for the build cache, the bytes the engine
+/// says it freed.
+async fn remove(source: &DockerSource, step: &ReclaimStep) -> (Outcome, u64) {
+    let docker = &source.docker;
+    match step.rung {
+        Rung::StoppedContainer => {
+            // v=false: anonymous volumes stay; volumes are never diskguard's to remove.
+            let opts = RemoveContainerOptions {
+                v: false,
+                force: false,
+                link: false,
+            };
+            (
+                bounded(docker.remove_container(&step.id, Some(opts)))
+                    .await
+                    .err()
+                    .unwrap_or(Outcome::Removed),
+                0,
+            )
+        }
+        Rung::DanglingImage | Rung::UnusedImage => (remove_image(source, &step.id).await, 0),
+        Rung::BuildCache => {
+            let opts = PruneBuildOptions {
+                all: Some(true),
+                ..Default::default()
+            };
+            match bounded(docker.prune_build(Some(opts))).await {
+                Ok(r) => (
+                    Outcome::Removed,
+                    r.space_reclaimed
+                        .and_then(|b| u64::try_from(b).ok())
+                        .unwrap_or(0),
+                ),
+                Err(o) => (o, 0),
+            }
+        }
+    }
+}
+
+/// By id and without force, so the engine refuses anything in use. An image with several
+/// tags cannot be deleted by id without force; then, if no container uses it, each tag is
+/// removed by name and the last removal deletes the image.
+async fn remove_image(source: &DockerSource, id: &str) -> Outcome {
+    let docker = &source.docker;
+    let opts = || RemoveImageOptions {
+        force: false,
+        noprune: false,
+        ..Default::default()
+    };
+    match bounded(docker.remove_image(id, Some(opts()), None)).await {
+        Ok(_) => Outcome::Removed,
+        Err(Outcome::InUse(msg)) if msg.contains("referenced in multiple repositories") => {
+            let filters =
+                std::collections::HashMap::from([("ancestor".to_owned(), vec![id.to_owned()])]);
+            let users = ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            };
+            match bounded(docker.list_containers(Some(users))).await {
+                Ok(users) if users.is_empty() => {}
+                Ok(_) => return Outcome::InUse(msg),
+                Err(o) => return o,
+            }
+            let tags = match bounded(docker.inspect_image(id)).await {
+                Ok(i) => i.repo_tags.unwrap_or_default(),
+                Err(o) => return o,
+            };
+            for tag in tags {
+                if let Err(o) = bounded(docker.remove_image(&tag, Some(opts()), None)).await {
+                    if o != Outcome::Gone {
+                        return o;
+                    }
+                }
+            }
+            Outcome::Removed
+        }
+        Err(o) => o,
+    }
+}

@@ -1,0 +1,105 @@
+//! `prune [--dry-run]`: one reclaim pass down to `prune_target`, by hand.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use super::status::{one_shot_runtime, read_docker};
+use crate::act::reclaim::{Outcome, PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass};
+use crate::config::Settings;
+use crate::policy::{Level, ReclaimStep, level_for, plan_reclaim, reclaim_goal};
+use crate::report::human_bytes;
+use crate::sample::{Volume, stat};
+
+/// What `prune` prints and its exit code, or why it could not run at all.
+pub fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), String> {
+    one_shot_runtime().block_on(async {
+        let root = &settings.docker.root;
+        let stats = match stat(root) {
+            Ok(s) => s,
+            Err(e) => return Err(format!("cannot read {}: {e}", root.display())),
+        };
+        let (source, inventory) = match read_docker(settings).await {
+            Ok(v) => v,
+            Err(e) => return Err(e),
+        };
+        let target = settings.thresholds.prune_target;
+        let usage = stats.used_percent().max(stats.inodes_used_percent());
+        let critical = level_for(usage, &settings.thresholds) >= Level::Critical;
+        let goal = reclaim_goal(&stats, target);
+        let steps = plan_reclaim(
+            &inventory,
+            goal,
+            critical,
+            &settings.docker,
+            SystemTime::now(),
+        );
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} at {usage:.1}%, goal ≤ {target}%: {} to free{}",
+            Volume::Docker,
+            goal.map_or("inodes".to_owned(), human_bytes),
+            if critical {
+                " (critical: minimum ages ignored)"
+            } else {
+                ""
+            }
+        );
+        if steps.is_empty() {
+            let _ = writeln!(out, "nothing to remove");
+            return Ok((out, 0));
+        }
+        if dry_run || settings.observe_only() {
+            for s in &steps {
+                let _ = writeln!(out, "{}", line("would", s));
+            }
+            let total: u64 = steps.iter().map(|s| s.bytes).sum();
+            let _ = writeln!(
+                out,
+                "total: {} items, ~{} (dry run: nothing removed)",
+                steps.len(),
+                human_bytes(total)
+            );
+            return Ok((out, 0));
+        }
+        let pass = PassSettings {
+            root: root.clone(),
+            target_percent: target,
+            concurrency: PASS_CONCURRENCY,
+            deadline: PASS_DEADLINE,
+        };
+        let report = run_pass(&source, &steps, &pass).await;
+        for (s, outcome) in &report.steps {
+            let word = match outcome {
+                Outcome::Removed => "removed",
+                Outcome::InUse(_) => "in-use",
+                Outcome::Gone => "gone",
+                Outcome::Failed(_) => "failed",
+            };
+            let _ = write!(out, "{}", line(word, s));
+            match outcome {
+                Outcome::InUse(why) | Outcome::Failed(why) => {
+                    let _ = writeln!(out, "  ({why})");
+                }
+                _ => out.push('\n'),
+            }
+        }
+        let _ = writeln!(out, "{}", report.summary());
+        let code = u8::from(report.errors() > 0 || report.aborted);
+        Ok((out, code))
+    })
+}
+
+/// `would    unused_image        sha256:…  app:v1  7.0 MiB`
+fn line(word: &str, s: &ReclaimStep) -> String {
+    let rung = serde_json::to_value(s.rung)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    format!(
+        "{word:<8} {rung:<18} {} {} {}",
+        s.id,
+        s.name.replace(' ', "_"),
+        human_bytes(s.bytes)
+    )
+}
