@@ -342,3 +342,50 @@ fn multi_tagged_image_is_removed_once_by_id() {
     assert_eq!(report.removed().count(), 1, "{}", report.summary());
     assert!(!exists(&w.d, &id));
 }
+
+#[test]
+fn status_shows_the_real_plan_and_the_top_writers() {
+    let mut w = world(256, "");
+    let unused: Vec<String> = (0..6)
+        .map(|i| import_image(&w.d, &format!("spare{i}:v1"), 4 * MIB))
+        .collect();
+    let busy = import_image(&w.d, "busy:v1", MIB);
+    run_container(
+        &w.d,
+        &busy,
+        &ContainerOpts::named("busy-writer")
+            .label("com.amazonaws.ecs.task-definition-family", "batch")
+            .shell("dd if=/dev/zero of=/out bs=1M count=24 2>/dev/null; sleep 3600"),
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // the write, and past min_image_age
+    w.d.loopfs_mut()
+        .expect("loop fs")
+        .fill_to_used_percent(85.0);
+
+    let out = diskguard(&w.config, &["status", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(json["docker"]["connected"], true, "{json:#}");
+    let plan = json["plan"].as_array().expect("plan");
+    assert!(!plan.is_empty());
+    for item in plan {
+        assert_eq!(item["action"], "remove_image", "{json:#}");
+        assert!(
+            unused.iter().any(|id| item["target"] == id.as_str()),
+            "only spare images: {json:#}"
+        );
+    }
+    let top = &json["docker"]["top_writers"][0];
+    assert_eq!(top["name"], "busy-writer", "{json:#}");
+    assert_eq!(top["task_family"], "batch");
+    assert!(top["writable_layer_bytes"].as_u64().expect("bytes") >= 24 * MIB);
+
+    let table = diskguard(&w.config, &["status"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("top writer 1: busy-writer"), "{text}");
+}

@@ -165,8 +165,13 @@ pub fn plan_reclaim(
         }
     }
 
-    if docker.prune_build_cache {
-        if let Some(cache) = inventory.build_cache.filter(|c| c.reclaimable_bytes > 0) {
+    // The build cache's size is not read on the fast path (only /system/df reports it,
+    // slowly, in a layout that changed in Engine 29): unknown means "try it, estimate 0".
+    match (docker.prune_build_cache, inventory.build_cache) {
+        (true, None) => {
+            plan.add(Rung::BuildCache, "build-cache", "build cache", 0);
+        }
+        (true, Some(cache)) if cache.reclaimable_bytes > 0 => {
             plan.add(
                 Rung::BuildCache,
                 "build-cache",
@@ -174,6 +179,7 @@ pub fn plan_reclaim(
                 cache.reclaimable_bytes,
             );
         }
+        _ => {}
     }
     plan.steps
 }

@@ -289,7 +289,7 @@ fn multi_tagged_image_is_one_step() {
     img.tags.push("b:1".into());
     inv.images.push(img);
     let plan = plan_for(&snapshot(stats(85.0, 1.0), Some(inv), None));
-    assert_eq!(ids(&plan), vec!["img-multi"]);
+    assert_eq!(ids(&plan), vec!["img-multi", "build-cache"]);
     assert_eq!(plan.reclaim[0].name, "a:1,b:1");
 }
 
@@ -306,6 +306,23 @@ fn build_cache_is_skipped_when_disabled() {
         now(),
     );
     assert!(!ids(&plan).contains(&"build-cache"));
+}
+
+#[test]
+fn build_cache_of_unknown_size_is_the_last_rung_with_no_estimate() {
+    let mut inv = inventory();
+    inv.build_cache = None;
+    let plan = plan_for(&snapshot(stats(99.0, 1.0), Some(inv.clone()), None));
+    let last = plan.reclaim.last().expect("steps");
+    assert_eq!((last.rung, last.bytes), (Rung::BuildCache, 0));
+    inv.build_cache = Some(BuildCache {
+        reclaimable_bytes: 0,
+    });
+    let plan = plan_for(&snapshot(stats(99.0, 1.0), Some(inv), None));
+    assert!(
+        !ids(&plan).contains(&"build-cache"),
+        "known to be empty: skipped"
+    );
 }
 
 #[test]

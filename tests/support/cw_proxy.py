@@ -374,7 +374,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except (ValueError, OSError, EOFError, zlib.error) as err:
-            self._send_json(400, {"error": f"unreadable body: {err}"})
+            if self.path.startswith("/_proxy/"):
+                self._send_json(400, {"error": f"unreadable body: {err}"})
+            else:
+                self._send_cbor(error_answer(400, "SerializationException", f"bad body: {err}"))
             return
         if self.path == "/_proxy/fail":
             try:

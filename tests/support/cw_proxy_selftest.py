@@ -7,8 +7,8 @@ aws-sdk-cloudwatch (aws-smithy-cbor) does — structures as indefinite-length
 maps, doubles as 64-bit floats, timestamps as tag 1 over a 64-bit float,
 SigV4-signed for the `monitoring` service — and checks the round trip through
 moto: statistic sets read back with their SampleCount/Sum/Minimum/Maximum,
-dimensions and timestamp; gzip bodies; CBOR error answers with `__type`;
-fault injection; call counting. Answers are decoded both raw (cbor2, to check
+dimensions and timestamp; gzipped and chunked bodies; CBOR error answers
+with `__type`; fault injection; call counting. Answers are decoded both raw (cbor2, to check
 the exact encoding) and with botocore's own rpcv2Cbor parser (an SDK's view).
 
 Run:   "$VENV/bin/python" tests/support/cw_proxy_selftest.py
@@ -139,6 +139,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 @contextmanager
@@ -154,27 +156,20 @@ def peers(logs: Path) -> Iterator[int]:
     try:
         moto_port = free_port()
         moto_log = logs / "moto.log"
-        moto = subprocess.Popen(
-            [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(moto_port)],
-            stdout=moto_log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        with moto_log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            moto = subprocess.Popen(
+                [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(moto_port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         started.append(moto)
         wait_for_http(moto_port, moto, moto_log)
         proxy_log = logs / "proxy.log"
-        proxy = subprocess.Popen(
-            [
-                sys.executable,
-                str(PROXY_SCRIPT),
-                "--port",
-                "0",
-                "--moto",
-                f"http://127.0.0.1:{moto_port}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=proxy_log.open("wb"),
-        )
+        command = [sys.executable, str(PROXY_SCRIPT), "--port", "0"]
+        command += ["--moto", f"http://127.0.0.1:{moto_port}"]
+        with proxy_log.open("wb") as err:
+            proxy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err)
         started.append(proxy)
         yield read_listening_line(proxy, proxy_log)
     finally:
@@ -206,10 +201,18 @@ class Client:
     def __init__(self, port: int) -> None:
         self.port = port
 
-    def http(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
+    def http(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], chunked: bool = False
+    ) -> Reply:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            connection.request(method, path, body=body, headers=headers)
+            if chunked:  # two chunks, Transfer-Encoding: chunked, no Content-Length
+                half = len(body) // 2
+                parts = iter([body[:half], body[half:]])
+                headers = {**headers, "Transfer-Encoding": "chunked"}
+                connection.request(method, path, body=parts, headers=headers, encode_chunked=True)
+            else:
+                connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             headers = {name.lower(): value for name, value in response.getheaders()}
             return Reply(response.status, headers, response.read())
@@ -222,6 +225,7 @@ class Client:
         body: bytes,
         *,
         gzipped: bool = False,
+        chunked: bool = False,
         drop: tuple[str, ...] = (),
     ) -> Reply:
         """POSTs a CBOR body with the SDK's headers, SigV4-signed for `monitoring`."""
@@ -238,7 +242,7 @@ class Client:
         request = AWSRequest(method="POST", url=url, data=body, headers=headers)
         SigV4Auth(CREDENTIALS, "monitoring", REGION).add_auth(request)
         signed = {name: value for name, value in request.headers.items() if name not in drop}
-        return self.http("POST", f"{SERVICE_PATH}/{operation}", body, signed)
+        return self.http("POST", f"{SERVICE_PATH}/{operation}", body, signed, chunked)
 
     def call(self, operation: str, document: dict[str, Any], **options: Any) -> Reply:
         return self.send(operation, smithy_rs_cbor(document), **options)
@@ -377,23 +381,26 @@ def check_dimensions_listed(client: Client) -> None:
     expect(wanted <= listed, f"listed {listed}")
 
 
-def check_gzip_body(client: Client) -> None:
+def check_gzip_and_chunked_bodies(client: Client) -> None:
     # PutMetricData is @requestCompression(gzip): SDKs gzip bodies past a size threshold.
     metric = dims(ClusterName=CLUSTER, InstanceId=INSTANCE)
-    data = [
-        {
+    earlier = MINUTE - datetime.timedelta(minutes=1)
+    for when, total, options in (
+        (MINUTE, 1e9, {"gzipped": True}),
+        (earlier, 2e9, {"chunked": True}),
+    ):
+        datum = {
             "MetricName": "ReclaimedBytes",
             "Dimensions": metric,
-            "Timestamp": MINUTE,
-            "StatisticValues": statistic_set(60.0, 1e9, 0.0, 5e8),
+            "Timestamp": when,
+            "StatisticValues": statistic_set(60.0, total, 0.0, total),
             "Unit": "Bytes",
         }
-    ]
-    expect_cbor_success(put_metric_data(client, data, gzipped=True))
-    points = get_statistics(client, "ReclaimedBytes", metric).parsed("GetMetricStatistics")[
-        "Datapoints"
-    ]
-    expect([point["Sum"] for point in points] == [1e9], f"datapoints {points}")
+        expect_cbor_success(put_metric_data(client, [datum], **options))
+    reply = get_statistics(client, "ReclaimedBytes", metric)
+    points = sorted(reply.parsed("GetMetricStatistics")["Datapoints"], key=lambda p: p["Timestamp"])
+    got = [(point["Timestamp"], point["Sum"]) for point in points]
+    expect(got == [(earlier, 2e9), (MINUTE, 1e9)], f"datapoints {got}")
 
 
 def check_botocore_serializer_accepted(client: Client) -> None:
@@ -437,30 +444,38 @@ def check_invalid_value_is_cbor_error(client: Client) -> None:
 
 def check_malformed_requests_refused(client: Client) -> None:
     put = {"Namespace": NAMESPACE, "MetricData": []}
-    expect_cbor_error(
-        client.call("PutMetricData", put, drop=("smithy-protocol",)),
-        400,
-        "SerializationException",
-        "SerializationException",
-    )
-    expect_cbor_error(
-        client.call("PutMetricData", put, drop=("Authorization",)),
-        403,
-        "MissingAuthenticationToken",
-        "MissingAuthenticationToken",
-    )
-    expect_cbor_error(
-        client.send("PutMetricData", b"\xbf\x61"),
-        400,
-        "SerializationException",
-        "SerializationException",
-    )
-    expect_cbor_error(
-        client.call("NoSuchOperation", {}),
-        404,
-        "UnknownOperationException",
-        "UnknownOperationException",
-    )
+    cases = [
+        (
+            "no smithy-protocol",
+            client.call("PutMetricData", put, drop=("smithy-protocol",)),
+            400,
+            "SerializationException",
+        ),
+        (
+            "unsigned",
+            client.call("PutMetricData", put, drop=("Authorization",)),
+            403,
+            "MissingAuthenticationToken",
+        ),
+        (
+            "truncated CBOR",
+            client.send("PutMetricData", b"\xbf\x61"),
+            400,
+            "SerializationException",
+        ),
+        (
+            "off the model",
+            client.call("PutMetricData", {"Namespace": NAMESPACE, "MetricData": "x"}),
+            400,
+            "SerializationException",
+        ),
+        ("unknown operation", client.call("NoSuchOperation", {}), 404, "UnknownOperationException"),
+    ]
+    for what, reply, status, name in cases:
+        try:
+            expect_cbor_error(reply, status, name, name)
+        except AssertionError as err:
+            raise AssertionError(f"{what}: {err}") from err
 
 
 def check_fault_count(client: Client) -> None:
@@ -519,7 +534,7 @@ def check_stats_count_calls(client: Client) -> None:
 CHECKS: list[Callable[[Client], None]] = [
     check_statistic_set_round_trip,
     check_dimensions_listed,
-    check_gzip_body,
+    check_gzip_and_chunked_bodies,
     check_botocore_serializer_accepted,
     check_invalid_value_is_cbor_error,
     check_malformed_requests_refused,

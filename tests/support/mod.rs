@@ -14,6 +14,7 @@ pub mod images;
 pub mod loopfs;
 pub mod moto;
 pub mod peer;
+pub mod slowsock;
 
 pub use dockerd::Dockerd;
 pub use etcd::Etcd;
