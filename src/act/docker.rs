@@ -61,6 +61,8 @@ struct Actor {
     /// Step ids last reported in observe mode, so each plan is logged once.
     observed: Vec<String>,
     writers_at: Option<Instant>,
+    /// The inventory could not be read last time (said once per outage).
+    inventory_failing: bool,
 }
 
 /// Runs until the plan channel closes (shutdown).
@@ -83,6 +85,7 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
         last_pass: None,
         observed: Vec::new(),
         writers_at: None,
+        inventory_failing: false,
     };
     actor.refresh().await;
     info!(
@@ -142,15 +145,21 @@ impl Actor {
     async fn refresh(&mut self) {
         match self.source.inventory().await {
             Ok(mut inventory) => {
+                if self.inventory_failing {
+                    info!("Docker's inventory can be read again");
+                    self.inventory_failing = false;
+                }
                 self.generation += 1;
                 inventory.generation = self.generation;
                 self.out.inventory.send_replace(Some(Arc::new(inventory)));
             }
             Err(e) => {
-                // Keep the last inventory: it only feeds plans, and the engine refuses to
-                // delete what is in use anyway. Withdraw it if Docker is gone for long?
-                // No: a stale plan fails harmlessly (404/409) and is counted.
-                warn!(error = %crate::error::chain(&e), "cannot read Docker's inventory");
+                // The last inventory stays: a plan made from it can only fail harmlessly
+                // (the engine answers 404 or 409, which are counted), never remove wrongly.
+                if !self.inventory_failing {
+                    warn!(error = %crate::error::chain(&e), "cannot read Docker's inventory; keeping the last one");
+                    self.inventory_failing = true;
+                }
             }
         }
     }
