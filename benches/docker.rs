@@ -118,16 +118,7 @@ fn inventory_timing(d: &Dockerd, config: &std::path::Path) -> (usize, usize, Dur
             &ContainerOpts::named(&format!("c{i}")),
         );
     }
-    let settings = diskguard::config::load(config, false).expect("config");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let source = rt
-        .block_on(diskguard::sample::docker::DockerSource::connect(
-            &settings.docker,
-        ))
-        .expect("connect");
+    let (rt, _settings, source) = support::client::docker_source(config);
     let t = Instant::now();
     let inv = rt.block_on(source.inventory()).expect("inventory");
     let cold = t.elapsed();

@@ -232,16 +232,7 @@ fn image_that_becomes_in_use_between_plan_and_act_is_skipped_and_counted() {
         .expect("loop fs")
         .fill_to_used_percent(85.0);
 
-    let settings = diskguard::config::load(&w.config, false).expect("config");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let source = rt
-        .block_on(diskguard::sample::docker::DockerSource::connect(
-            &settings.docker,
-        ))
-        .expect("connect");
+    let (rt, settings, source) = support::client::docker_source(&w.config);
     let inventory = rt.block_on(source.inventory()).expect("inventory");
     let stats = diskguard::sample::stat(w.d.data_root()).expect("statvfs");
     let steps = plan_reclaim(
@@ -308,16 +299,7 @@ fn multi_tagged_image_is_removed_once_by_id() {
     let id = import_image(&w.d, "multi:a", 2 * MIB);
     docker_ok(&w.d, &["tag", "multi:a", "multi:b"]);
     docker_ok(&w.d, &["tag", "multi:a", "other/multi:c"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let settings = diskguard::config::load(&w.config, false).expect("config");
-    let source = rt
-        .block_on(diskguard::sample::docker::DockerSource::connect(
-            &settings.docker,
-        ))
-        .expect("connect");
+    let (rt, _settings, source) = support::client::docker_source(&w.config);
     let inventory = rt.block_on(source.inventory()).expect("inventory");
     let image = inventory
         .images

@@ -8,6 +8,7 @@
 // Each test binary uses only part of the harness (re-exports included).
 #![allow(dead_code, unused_imports)]
 
+pub mod client;
 pub mod dockerd;
 pub mod etcd;
 pub mod images;
