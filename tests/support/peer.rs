@@ -29,6 +29,8 @@ pub enum Bin {
     Losetup,
     Setpriv,
     Tar,
+    Journald,
+    Journalctl,
 }
 
 impl Bin {
@@ -68,6 +70,19 @@ impl Bin {
                 &["/usr/bin/setpriv"],
             ),
             Bin::Tar => ("tar", "apt-get install tar", &["/usr/bin/tar"]),
+            Bin::Journald => (
+                "systemd-journald",
+                "apt-get install systemd",
+                &[
+                    "/lib/systemd/systemd-journald",
+                    "/usr/lib/systemd/systemd-journald",
+                ],
+            ),
+            Bin::Journalctl => (
+                "journalctl",
+                "apt-get install systemd",
+                &["/usr/bin/journalctl", "/bin/journalctl"],
+            ),
         }
     }
 
