@@ -13,12 +13,14 @@ use tracing::{info, warn};
 
 use crate::act::Actors;
 use crate::act::docker::DockerChannels;
+use crate::act::ecs::EcsChannels;
 use crate::config::Settings;
+use crate::config::Toggle;
 use crate::error::Error;
 use crate::policy::{Driver, Level, Plan, State, decide};
 use crate::report::human_bytes;
 use crate::report::notify::{Notifier, watchdog_interval};
-use crate::report::status::LOCAL_MODE_REASON;
+use crate::report::status::local_mode_reason;
 use crate::report::summary::summary_line;
 use crate::sample::{FsSampler, History, Volume, mount_of};
 
@@ -56,7 +58,7 @@ struct Daemon {
     notifier: Notifier,
     actors: Actors,
     docker: DockerChannels,
-    local_mode: bool,
+    ecs: EcsChannels,
     ready: bool,
     last_summary: String,
     last_levels: BTreeMap<Volume, Option<Level>>,
@@ -69,14 +71,15 @@ impl Daemon {
             settings.thresholds.forecast_window,
             settings.sample.interval,
         );
+        let docker = DockerChannels::default();
         Daemon {
             sampler: FsSampler::new(&settings),
             history,
             state: State::default(),
             notifier: Notifier::from_env(),
             actors: Actors::default(),
-            docker: DockerChannels::default(),
-            local_mode: true,
+            ecs: EcsChannels::new(Arc::clone(&docker.counters)),
+            docker,
             ready: false,
             last_summary: String::new(),
             last_levels: BTreeMap::new(),
@@ -106,9 +109,7 @@ impl Daemon {
             }
         }
         info!(host = %crate::act::docker::describe(&self.settings), "reading Docker through the Engine API");
-        if self.local_mode {
-            info!("{LOCAL_MODE_REASON}");
-        }
+        info!("{}", local_mode_reason(&self.settings));
         if self.notifier.enabled() {
             info!(watchdog = ?watchdog_interval(), "systemd notify socket found");
         }
@@ -127,6 +128,12 @@ impl Daemon {
         let (settings, channels) = (self.settings.clone(), self.docker.clone());
         self.actors
             .spawn(|plans| crate::act::docker::run(settings, channels, plans));
+        if self.settings.ecs.enabled != Toggle::Off {
+            let (settings, channels) = (self.settings.clone(), self.ecs.clone());
+            let ecs_config = crate::sample::ecs::ECS_CONFIG_PATH.into();
+            self.actors
+                .spawn(|plans| crate::act::ecs::run(settings, ecs_config, channels, plans));
+        }
 
         let mut tick = tokio::time::interval(self.settings.sample.interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -156,6 +163,7 @@ impl Daemon {
     fn tick(&mut self, now: SystemTime) {
         let mut snapshot = self.sampler.sample(now);
         snapshot.inventory = self.docker.inventory.borrow().clone();
+        snapshot.ecs = self.ecs.view.borrow().clone();
         self.history.record(&snapshot);
         let plan = decide(&snapshot, &self.history, &self.state, &self.settings, now);
         self.state = plan.next.clone();
@@ -163,7 +171,7 @@ impl Daemon {
         let plan = Arc::new(plan);
         self.actors.publish(Arc::clone(&plan));
 
-        let mut summary = summary_line(&plan, &self.settings, self.local_mode);
+        let mut summary = summary_line(&plan, &self.settings, snapshot.ecs.as_ref());
         let today = self.docker.counters.reclaimed_today(now);
         if today > 0 {
             summary.push_str(&format!(" · reclaimed {} today", human_bytes(today)));

@@ -3,6 +3,7 @@
 //! call delays that actor only — never the sampling loop or the watchdog.
 
 pub mod docker;
+pub mod ecs;
 pub mod reclaim;
 
 use std::future::Future;
@@ -90,6 +91,7 @@ mod tests {
             reclaim_needed_bytes: None,
             reclaim: Vec::new(),
             inventory_generation: None,
+            ecs_generation: None,
             ecs: Default::default(),
             findings: Vec::new(),
             next: State::default(),

@@ -40,6 +40,12 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 Ok(crate::error::EXIT_FAILURE)
             }
         },
+        Command::Drain => {
+            finish(super::status::one_shot_runtime().block_on(super::ecs::drain(&settings)))
+        }
+        Command::Undrain { force } => finish(
+            super::status::one_shot_runtime().block_on(super::ecs::undrain(&settings, force)),
+        ),
         Command::Check => {
             let (_, plan) = sample_once(&settings);
             let (code, word) = check_code(&plan);
@@ -51,6 +57,21 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     None => format!("{} {:.1}% ({})", v.volume, v.usage_percent, v.level),
                 })
                 .collect();
+            // The instance's ECS state, when it can be had quickly; never changes the code.
+            let mut detail = detail;
+            if let Ok(Some((_, view))) =
+                super::status::one_shot_runtime().block_on(super::ecs::connect(&settings))
+            {
+                detail.push(format!(
+                    "ECS {}{}",
+                    view.status.as_str(),
+                    if view.drained_at.is_some() {
+                        " (drained by diskguard)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             print(&format!("DISKGUARD {word} - {}\n", detail.join(", ")))?;
             Ok(code)
         }
@@ -87,6 +108,20 @@ fn sample_once(settings: &Settings) -> (crate::sample::Snapshot, Plan) {
     );
     let plan = decide(&snapshot, &history, &State::default(), settings, now);
     (snapshot, plan)
+}
+
+/// Prints a command's output, or its reason for failing on stderr (exit 1).
+fn finish(result: Result<(String, u8), String>) -> Result<u8, Error> {
+    match result {
+        Ok((text, code)) => {
+            print(&text)?;
+            Ok(code)
+        }
+        Err(why) => {
+            eprintln!("diskguard: {why}");
+            Ok(crate::error::EXIT_FAILURE)
+        }
+    }
 }
 
 /// Nagios-style: a known problem outranks an unknown one.

@@ -1,6 +1,7 @@
 //! The command line (clap derive) and the commands it runs.
 
 mod commands;
+mod ecs;
 mod prune;
 mod status;
 
@@ -42,6 +43,14 @@ pub enum Command {
         /// List what would be removed, with its rung and bytes, and remove nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Set this ECS container instance DRAINING, with diskguard's ownership mark.
+    Drain,
+    /// Set this ECS container instance ACTIVE again — only if diskguard drained it.
+    Undrain {
+        /// Also when someone else drained it (no diskguard.drained-at attribute).
+        #[arg(long)]
+        force: bool,
     },
     /// Health check for scripts: exit 0 ok, 1 warning (≥ prune_start), 2 critical (≥ drain),
     /// 3 unknown (a watched path cannot be read).

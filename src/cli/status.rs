@@ -37,7 +37,7 @@ pub async fn read_docker(settings: &Settings) -> Result<(DockerSource, Inventory
 /// One sample with the Docker inventory, and the plan for it (no history, so no forecast).
 pub async fn sample_with_docker(settings: &Settings) -> (Snapshot, Plan, DockerStatus) {
     let host = docker_host(&settings.docker);
-    let docker = read_docker(settings).await;
+    let (docker, ecs) = tokio::join!(read_docker(settings), super::ecs::connect(settings));
     let now = SystemTime::now();
     let mut snapshot = FsSampler::new(settings).sample(now);
     let mut status = DockerStatus {
@@ -59,11 +59,27 @@ pub async fn sample_with_docker(settings: &Settings) -> (Snapshot, Plan, DockerS
         }
         Err(e) => status.error = Some(e),
     }
+    let mut ecs_error = None;
+    match ecs {
+        Ok(found) => snapshot.ecs = found.map(|(_, view)| view),
+        Err(e) => ecs_error = Some(e),
+    }
     let history = History::new(
         settings.thresholds.forecast_window,
         settings.sample.interval,
     );
-    let plan = decide(&snapshot, &history, &State::default(), settings, now);
+    let mut plan = decide(&snapshot, &history, &State::default(), settings, now);
+    // In auto mode, no identity is local mode (said below), not a problem.
+    let auto_and_absent = |e: &String| {
+        settings.ecs.enabled != crate::config::Toggle::On
+            && e.starts_with("no ECS container instance found")
+    };
+    if let Some(e) = ecs_error.filter(|e| !auto_and_absent(e)) {
+        plan.findings.push(crate::policy::Finding {
+            volume: None,
+            message: format!("ECS: {e}"),
+        });
+    }
     if let Some(source) = source.filter(|_| plan.level >= Level::Prune) {
         match tokio::time::timeout(DOCKER_PATIENCE, top_writers(&source, TOP_WRITERS)).await {
             Ok(Ok(w)) => status.top_writers = w,
@@ -76,7 +92,7 @@ pub async fn sample_with_docker(settings: &Settings) -> (Snapshot, Plan, DockerS
 
 pub fn status(settings: &Settings, json: bool) -> String {
     let (snapshot, plan, docker) = one_shot_runtime().block_on(sample_with_docker(settings));
-    let report = StatusReport::new(&snapshot, &plan, settings, true).with_docker(docker);
+    let report = StatusReport::new(&snapshot, &plan, settings).with_docker(docker);
     if json {
         serde_json::to_string_pretty(&report).expect("the status report is plain data") + "\n"
     } else {

@@ -76,6 +76,8 @@ pub struct Plan {
     pub reclaim: Vec<ReclaimStep>,
     /// The inventory `reclaim` was planned from.
     pub inventory_generation: Option<u64>,
+    /// The ECS view `ecs` was decided from.
+    pub ecs_generation: Option<u64>,
     pub ecs: EcsDecision,
     pub findings: Vec<Finding>,
     /// The memory to pass to the next tick.
@@ -209,6 +211,7 @@ pub fn decide(
     }
 
     let inventory_generation = snapshot.inventory.as_ref().map(|i| i.generation);
+    let ecs_generation = snapshot.ecs.as_ref().map(|e| e.generation);
     Plan {
         at: now,
         level,
@@ -217,6 +220,7 @@ pub fn decide(
         reclaim_needed_bytes,
         reclaim,
         inventory_generation,
+        ecs_generation,
         ecs,
         findings,
         next,

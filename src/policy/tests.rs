@@ -93,6 +93,7 @@ pub(super) fn ecs(status: EcsStatus, ours: bool, active: u32, draining: u32) -> 
         drained_at: ours.then(|| "2026-11-26T04:00:00Z".into()),
         cluster_active: active,
         cluster_draining: draining,
+        generation: 1,
     }
 }
 

@@ -5,13 +5,22 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::human_bytes;
-use crate::config::{Mode, Settings};
+use crate::config::{Mode, Settings, Toggle};
 use crate::policy::{Driver, EcsDecision, Finding, Level, Plan};
 use crate::sample::docker::TopWriter;
 use crate::sample::{EcsView, EtcdView, MountInfo, Snapshot, Volume};
 
 /// Why diskguard is in local mode, shown in `status` and in the first log lines.
-pub const LOCAL_MODE_REASON: &str = "local mode: no ECS or CloudWatch in this build; watching the disks and reclaiming through the local Docker";
+pub fn local_mode_reason(settings: &Settings) -> String {
+    let why = if settings.ecs.enabled == Toggle::Off {
+        "ECS is off (ecs.enabled = false)"
+    } else {
+        "no ECS container instance found (ECS agent introspection, then ecs.config)"
+    };
+    format!(
+        "local mode: {why}; watching the disks and reclaiming through the local Docker; CloudWatch is not connected in this build"
+    )
+}
 
 /// `status --json`. Fields named in design.md are a contract; others may be added.
 #[derive(Debug, Serialize)]
@@ -71,7 +80,8 @@ fn round2(v: f64) -> f64 {
 }
 
 impl StatusReport {
-    pub fn new(snapshot: &Snapshot, plan: &Plan, settings: &Settings, local_mode: bool) -> Self {
+    pub fn new(snapshot: &Snapshot, plan: &Plan, settings: &Settings) -> Self {
+        let local_mode = snapshot.ecs.is_none();
         let volumes = plan
             .volumes
             .iter()
@@ -129,7 +139,7 @@ impl StatusReport {
         if local_mode {
             findings.push(Finding {
                 volume: None,
-                message: LOCAL_MODE_REASON.into(),
+                message: local_mode_reason(settings),
             });
         }
         StatusReport {

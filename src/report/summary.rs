@@ -3,10 +3,11 @@
 
 use crate::config::Settings;
 use crate::policy::{Level, Plan};
+use crate::sample::EcsView;
 
 /// Whole percents only: the line is re-sent only when it changes, and decimals would
 /// change it every second.
-pub fn summary_line(plan: &Plan, settings: &Settings, local_mode: bool) -> String {
+pub fn summary_line(plan: &Plan, settings: &Settings, ecs: Option<&EcsView>) -> String {
     let mut parts: Vec<String> = plan
         .volumes
         .iter()
@@ -25,8 +26,17 @@ pub fn summary_line(plan: &Plan, settings: &Settings, local_mode: bool) -> Strin
             }
         })
         .collect();
-    if local_mode {
-        parts.push("local mode".into());
+    match ecs {
+        None => parts.push("local mode".into()),
+        Some(v) => parts.push(format!(
+            "ECS {}{}",
+            v.status.as_str(),
+            if v.drained_at.is_some() {
+                " (by diskguard)"
+            } else {
+                ""
+            }
+        )),
     }
     if settings.observe_only() {
         parts.push("observe only".into());

@@ -136,6 +136,9 @@ pub struct EcsView {
     /// ACTIVE and DRAINING instances in the cluster, this one included.
     pub cluster_active: u32,
     pub cluster_draining: u32,
+    /// Counts views read by this process, so the actor acts once per view.
+    #[serde(skip)]
+    pub generation: u64,
 }
 
 /// etcd's backend database against its quota.

@@ -2,8 +2,10 @@
 //! that the policy can reason about without holding a handle to any of them.
 
 pub mod docker;
+pub mod ecs;
 mod fs;
 mod history;
+pub mod http;
 mod inventory;
 mod mounts;
 

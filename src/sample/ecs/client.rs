@@ -1,0 +1,233 @@
+//! The ECS API as diskguard uses it: read this container instance and count the
+//! cluster's ACTIVE and DRAINING instances; drain and give back with the ownership mark.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ecs::error::DisplayErrorContext;
+use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus};
+
+use super::identity::Identity;
+use crate::sample::{EcsStatus, EcsView};
+
+/// The ownership mark (contract): present only on instances diskguard drained. Its value
+/// is the RFC 3339 UTC time of the drain.
+pub const DRAINED_AT: &str = "diskguard.drained-at";
+
+/// Why an ECS call failed, naming the call and the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum EcsError {
+    #[error("ECS {op} for {target}: {message}")]
+    Call {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
+    #[error("container instance {arn} is not in cluster {cluster}")]
+    NotFound { arn: String, cluster: String },
+}
+
+/// Region, credentials and endpoints from aws-config's standard chain (environment,
+/// profile, IMDS), so `AWS_ENDPOINT_URL_ECS` points the client at a test server. The SDK
+/// retries throttling and 5xx with jittered exponential backoff.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// A client bound to one container instance.
+#[derive(Debug, Clone)]
+pub struct EcsClient {
+    client: aws_sdk_ecs::Client,
+    pub identity: Identity,
+}
+
+fn call_error<E: std::error::Error + 'static>(op: &'static str, target: &str, e: E) -> EcsError {
+    EcsError::Call {
+        op,
+        target: target.to_owned(),
+        message: DisplayErrorContext(&e).to_string(),
+    }
+}
+
+/// RFC 3339 UTC, seconds precision: `2026-11-26T04:00:00Z`.
+pub fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+impl EcsClient {
+    pub fn new(config: &aws_config::SdkConfig, identity: Identity) -> Self {
+        EcsClient {
+            client: aws_sdk_ecs::Client::new(config),
+            identity,
+        }
+    }
+
+    /// The client for finding this instance's ARN before an identity exists.
+    pub fn sdk(config: &aws_config::SdkConfig) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(config)
+    }
+
+    fn arn(&self) -> &str {
+        &self.identity.container_instance_arn
+    }
+
+    fn cluster(&self) -> &str {
+        &self.identity.cluster
+    }
+
+    /// This instance's status and mark, and the cluster's ACTIVE and DRAINING counts.
+    pub async fn view(&self) -> Result<EcsView, EcsError> {
+        let described = self
+            .client
+            .describe_container_instances()
+            .cluster(self.cluster())
+            .container_instances(self.arn())
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeContainerInstances", self.arn(), e))?;
+        let Some(me) = described.container_instances().first() else {
+            return Err(EcsError::NotFound {
+                arn: self.arn().to_owned(),
+                cluster: self.cluster().to_owned(),
+            });
+        };
+        let status = match me.status() {
+            Some("ACTIVE") => EcsStatus::Active,
+            Some("DRAINING") => EcsStatus::Draining,
+            other => EcsStatus::Other(other.unwrap_or("UNKNOWN").to_owned()),
+        };
+        let drained_at = me
+            .attributes()
+            .iter()
+            .find(|a| a.name() == DRAINED_AT)
+            .map(|a| a.value().unwrap_or_default().to_owned());
+        let cluster_active = self.count(ContainerInstanceStatus::Active).await?;
+        let cluster_draining = self.count(ContainerInstanceStatus::Draining).await?;
+        Ok(EcsView {
+            cluster: self.cluster().to_owned(),
+            container_instance_arn: self.arn().to_owned(),
+            status,
+            drained_at,
+            cluster_active,
+            cluster_draining,
+            generation: 0,
+        })
+    }
+
+    /// Instances of the cluster in `status`, all pages.
+    async fn count(&self, status: ContainerInstanceStatus) -> Result<u32, EcsError> {
+        let mut token = None;
+        let mut n = 0u32;
+        loop {
+            let page = self
+                .client
+                .list_container_instances()
+                .cluster(self.cluster())
+                .status(status.clone())
+                .max_results(100)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| call_error("ListContainerInstances", self.cluster(), e))?;
+            n += u32::try_from(page.container_instance_arns().len()).unwrap_or(u32::MAX);
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Puts the mark first, then sets DRAINING: if the second call fails, a later drain
+    /// finds the mark and simply repeats it; an instance never ends up DRAINING without
+    /// the mark that lets diskguard give it back.
+    pub async fn drain(&self, at: SystemTime) -> Result<(), EcsError> {
+        let mark = Attribute::builder()
+            .name(DRAINED_AT)
+            .value(rfc3339(at))
+            .target_id(self.arn())
+            .build()
+            .map_err(|e| call_error("PutAttributes", self.arn(), e))?;
+        self.client
+            .put_attributes()
+            .cluster(self.cluster())
+            .attributes(mark)
+            .send()
+            .await
+            .map_err(|e| call_error("PutAttributes", self.arn(), e))?;
+        self.set_state(ContainerInstanceStatus::Draining).await
+    }
+
+    /// Sets ACTIVE, then removes the mark.
+    pub async fn activate(&self) -> Result<(), EcsError> {
+        self.set_state(ContainerInstanceStatus::Active).await?;
+        self.remove_mark().await
+    }
+
+    pub async fn remove_mark(&self) -> Result<(), EcsError> {
+        let mark = Attribute::builder()
+            .name(DRAINED_AT)
+            .target_id(self.arn())
+            .build()
+            .map_err(|e| call_error("DeleteAttributes", self.arn(), e))?;
+        self.client
+            .delete_attributes()
+            .cluster(self.cluster())
+            .attributes(mark)
+            .send()
+            .await
+            .map_err(|e| call_error("DeleteAttributes", self.arn(), e))?;
+        Ok(())
+    }
+
+    async fn set_state(&self, status: ContainerInstanceStatus) -> Result<(), EcsError> {
+        let out = self
+            .client
+            .update_container_instances_state()
+            .cluster(self.cluster())
+            .container_instances(self.arn())
+            .status(status)
+            .send()
+            .await
+            .map_err(|e| call_error("UpdateContainerInstancesState", self.arn(), e))?;
+        if let Some(f) = out.failures().first() {
+            return Err(EcsError::Call {
+                op: "UpdateContainerInstancesState",
+                target: self.arn().to_owned(),
+                message: format!(
+                    "{} {}",
+                    f.reason().unwrap_or("failed"),
+                    f.detail().unwrap_or_default()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The container instance ARN of EC2 instance `instance_id` in `cluster`, if registered.
+pub async fn find_arn(
+    client: &aws_sdk_ecs::Client,
+    cluster: &str,
+    instance_id: &str,
+) -> Result<Option<String>, EcsError> {
+    let page = client
+        .list_container_instances()
+        .cluster(cluster)
+        .filter(format!("ec2InstanceId == {instance_id}"))
+        .send()
+        .await
+        .map_err(|e| call_error("ListContainerInstances", cluster, e))?;
+    Ok(page.container_instance_arns().first().cloned())
+}

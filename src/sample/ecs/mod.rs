@@ -1,0 +1,109 @@
+//! ECS: which container instance this is, and its state and its cluster's, as plain data.
+
+pub mod client;
+pub mod identity;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use client::{DRAINED_AT, EcsClient, EcsError, find_arn, sdk_config};
+pub use identity::{
+    ECS_CONFIG_PATH, Identity, Introspection, cluster_from_ecs_config, cluster_of_arn, introspect,
+};
+
+use crate::config::EcsSettings;
+
+/// IMDS answers on the instance in milliseconds; off EC2 nothing answers at all.
+const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The outcome of one discovery attempt, with enough detail to log what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    Found(Identity),
+    Missing {
+        introspection: Introspection,
+        fallback: String,
+    },
+}
+
+/// This EC2 instance's id from IMDSv2 (aws-config's client: token cached, refreshed on
+/// 401; `AWS_EC2_METADATA_SERVICE_ENDPOINT` points it elsewhere).
+pub async fn instance_id() -> Result<String, String> {
+    let imds = aws_config::imds::Client::builder()
+        .connect_timeout(IMDS_TIMEOUT)
+        .read_timeout(IMDS_TIMEOUT)
+        .max_attempts(2)
+        .build();
+    let id = imds
+        .get("/latest/meta-data/instance-id")
+        .await
+        .map_err(|e| crate::error::chain(&e))?;
+    Ok(id.as_ref().trim().to_owned())
+}
+
+/// Config overrides win; then the ECS agent's introspection API; then `ECS_CLUSTER` from
+/// ecs.config (or the cluster override) with this EC2 instance looked up in the cluster.
+pub async fn discover(
+    settings: &EcsSettings,
+    ecs_config: &Path,
+    sdk: &aws_config::SdkConfig,
+) -> Discovery {
+    if let Some(id) = identity::from_config(settings) {
+        return Discovery::Found(id);
+    }
+    let introspection = introspect(&settings.introspection_url).await;
+    if let Introspection::Found(mut id) = introspection.clone() {
+        if !settings.cluster.is_empty() {
+            id.cluster = settings.cluster.clone();
+        }
+        if !settings.container_instance_arn.is_empty() {
+            id.container_instance_arn = settings.container_instance_arn.clone();
+        }
+        return Discovery::Found(id);
+    }
+    if !settings.container_instance_arn.is_empty() {
+        let arn = &settings.container_instance_arn;
+        if let Some(cluster) = cluster_of_arn(arn) {
+            return Discovery::Found(Identity {
+                cluster: cluster.to_owned(),
+                container_instance_arn: arn.clone(),
+                source: "configuration (cluster from the ARN)",
+            });
+        }
+    }
+    let cluster = if settings.cluster.is_empty() {
+        cluster_from_ecs_config(ecs_config)
+    } else {
+        Some(settings.cluster.clone())
+    };
+    let Some(cluster) = cluster else {
+        return Discovery::Missing {
+            introspection,
+            fallback: format!("no {} and no ecs.cluster", ecs_config.display()),
+        };
+    };
+    let instance = match instance_id().await {
+        Ok(i) => i,
+        Err(e) => {
+            return Discovery::Missing {
+                introspection,
+                fallback: format!("cluster {cluster}, but no EC2 instance id from IMDS: {e}"),
+            };
+        }
+    };
+    match find_arn(&EcsClient::sdk(sdk), &cluster, &instance).await {
+        Ok(Some(arn)) => Discovery::Found(Identity {
+            cluster,
+            container_instance_arn: arn,
+            source: "ecs.config and this EC2 instance's registration",
+        }),
+        Ok(None) => Discovery::Missing {
+            introspection,
+            fallback: format!("EC2 instance {instance} is not registered in cluster {cluster}"),
+        },
+        Err(e) => Discovery::Missing {
+            introspection,
+            fallback: e.to_string(),
+        },
+    }
+}
