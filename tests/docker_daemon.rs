@@ -3,95 +3,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use support::daemon::Daemon;
 use support::images::{ContainerOpts, image_ids, import_image, run_container};
 use support::loopfs::fs_usage;
 use support::slowsock::SlowSocket;
 use support::{Dockerd, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;
-
-/// `diskguard run` with its stderr read line by line, each line stamped on arrival.
-struct Daemon {
-    child: Child,
-    lines: Receiver<(SystemTime, String)>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_diskguard"))
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .env("DISKGUARD_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("JOURNAL_STREAM")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("diskguard starts");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send((SystemTime::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first line from now on containing `needle`, with its arrival time.
-    fn wait_for(&mut self, needle: &str, limit: Duration) -> (SystemTime, String) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((at, line)) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return (at, line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    panic!(
-                        "no log line with {needle:?} within {limit:?}; the daemon said:\n{}",
-                        self.seen.join("\n")
-                    )
-                }
-            }
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("wait").is_none()
-    }
-
-    fn stop(mut self) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
-        let status = self.child.wait().expect("wait");
-        assert_eq!(status.code(), Some(0));
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn write_config(dir: &Path, host: &str, root: &Path, extra: &str) -> PathBuf {
     let path = dir.join("diskguard.toml");

@@ -20,8 +20,8 @@ use crate::sample::ecs::{Discovery, EcsClient, discover, sdk_config};
 
 /// How often the instance and cluster are re-read when nothing happens.
 pub const VIEW_EVERY: Duration = Duration::from_secs(60);
-const DISCOVER_FIRST: Duration = Duration::from_secs(2);
-const DISCOVER_MAX: Duration = Duration::from_secs(30);
+const DISCOVER_FIRST: Duration = Duration::from_secs(1);
+const DISCOVER_MAX: Duration = Duration::from_secs(10);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What the ECS actor shares with the loop and the reporters.
@@ -215,14 +215,20 @@ impl Actor {
         let usage = plan
             .volume(crate::sample::Volume::Docker)
             .map_or(0.0, |v| v.usage_percent);
+        let mark = self
+            .out
+            .view
+            .borrow()
+            .as_ref()
+            .and_then(|v| v.drained_at.clone());
         let result = match decision {
             EcsDecision::Drain { over_budget } => self.ecs.drain(SystemTime::now()).await.map(|()| {
                 warn!(usage_percent = usage, over_budget, "set the container instance DRAINING: docker at {usage:.1}%{}", if *over_budget { " (critical: past the cluster's drain budget)" } else { "" });
             }),
-            EcsDecision::Undrain => self.ecs.activate().await.map(|()| {
+            EcsDecision::Undrain => self.ecs.activate(mark.as_deref()).await.map(|()| {
                 info!(usage_percent = usage, "disk recovered (docker at {usage:.1}%): set the container instance ACTIVE again and removed the mark");
             }),
-            EcsDecision::RemoveStaleMark => self.ecs.remove_mark().await.map(|()| {
+            EcsDecision::RemoveStaleMark => self.ecs.remove_mark(mark.as_deref().unwrap_or_default()).await.map(|()| {
                 info!("the container instance was set ACTIVE by someone else; removed diskguard's stale drain mark");
             }),
             EcsDecision::None | EcsDecision::DrainSuppressed { .. } => Ok(()),

@@ -96,7 +96,10 @@ pub async fn undrain(settings: &Settings, force: bool) -> Result<(String, u8), S
     match view.status {
         EcsStatus::Active => {
             if ours && !settings.observe_only() {
-                client.remove_mark().await.map_err(|e| chain(&e))?;
+                client
+                    .remove_mark(view.drained_at.as_deref().unwrap_or_default())
+                    .await
+                    .map_err(|e| chain(&e))?;
                 let _ = writeln!(
                     out,
                     "already ACTIVE; removed diskguard's stale drain mark: {}",
@@ -126,7 +129,10 @@ pub async fn undrain(settings: &Settings, force: bool) -> Result<(String, u8), S
         let _ = writeln!(out, "observe mode: would set ACTIVE {}", describe(&view));
         return Ok((out, 0));
     }
-    client.activate().await.map_err(|e| chain(&e))?;
+    client
+        .activate(view.drained_at.as_deref())
+        .await
+        .map_err(|e| chain(&e))?;
     let after = client.view().await.map_err(|e| chain(&e))?;
     let _ = writeln!(
         out,

@@ -30,7 +30,7 @@ pub struct StatusReport {
     pub local_mode: bool,
     pub level: Level,
     pub volumes: Vec<VolumeStatus>,
-    pub ecs: Option<EcsView>,
+    pub ecs: Option<EcsStatusReport>,
     pub etcd: Option<EtcdView>,
     pub docker: Option<DockerStatus>,
     pub plan: Vec<PlanItem>,
@@ -51,6 +51,34 @@ pub struct VolumeStatus {
     pub time_to_full_seconds: Option<u64>,
     pub mount: Option<MountInfo>,
     pub error: Option<String>,
+}
+
+/// This container instance as `status` shows it (contract: `cluster`,
+/// `container_instance_arn`, `status`, `drained_by_diskguard`).
+#[derive(Debug, Serialize)]
+pub struct EcsStatusReport {
+    pub cluster: String,
+    pub container_instance_arn: String,
+    pub status: String,
+    pub drained_by_diskguard: bool,
+    /// The `diskguard.drained-at` attribute's value.
+    pub drained_at: Option<String>,
+    pub cluster_active: u32,
+    pub cluster_draining: u32,
+}
+
+impl From<&EcsView> for EcsStatusReport {
+    fn from(v: &EcsView) -> Self {
+        EcsStatusReport {
+            cluster: v.cluster.clone(),
+            container_instance_arn: v.container_instance_arn.clone(),
+            status: v.status.as_str().to_owned(),
+            drained_by_diskguard: v.drained_at.is_some(),
+            drained_at: v.drained_at.clone(),
+            cluster_active: v.cluster_active,
+            cluster_draining: v.cluster_draining,
+        }
+    }
 }
 
 /// Docker as `status` saw it.
@@ -148,7 +176,7 @@ impl StatusReport {
             local_mode,
             level: plan.level,
             volumes,
-            ecs: snapshot.ecs.clone(),
+            ecs: snapshot.ecs.as_ref().map(EcsStatusReport::from),
             etcd: snapshot.etcd,
             docker: None,
             plan: items,
@@ -234,8 +262,8 @@ impl StatusReport {
                     "ecs: {} in cluster {} is {}{}",
                     e.container_instance_arn,
                     e.cluster,
-                    e.status.as_str(),
-                    if e.drained_at.is_some() {
+                    e.status,
+                    if e.drained_by_diskguard {
                         " (drained by diskguard)"
                     } else {
                         ""

@@ -9,9 +9,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod daemon;
 pub mod dockerd;
+pub mod ecs_agent;
+pub mod ecs_world;
 pub mod etcd;
+pub mod faultproxy;
 pub mod images;
+pub mod imds;
 pub mod loopfs;
 pub mod moto;
 pub mod peer;

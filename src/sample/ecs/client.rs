@@ -169,15 +169,22 @@ impl EcsClient {
         self.set_state(ContainerInstanceStatus::Draining).await
     }
 
-    /// Sets ACTIVE, then removes the mark.
-    pub async fn activate(&self) -> Result<(), EcsError> {
+    /// Sets ACTIVE, then removes the mark (`mark`: its value as last read, if any).
+    pub async fn activate(&self, mark: Option<&str>) -> Result<(), EcsError> {
         self.set_state(ContainerInstanceStatus::Active).await?;
-        self.remove_mark().await
+        match mark {
+            Some(value) => self.remove_mark(value).await,
+            None => Ok(()),
+        }
     }
 
-    pub async fn remove_mark(&self) -> Result<(), EcsError> {
+    /// Removes the mark. The value it was read with is sent along: AWS deletes by name,
+    /// but moto (the test peer) deletes only on a matching value, and sending it is
+    /// correct for both.
+    pub async fn remove_mark(&self, value: &str) -> Result<(), EcsError> {
         let mark = Attribute::builder()
             .name(DRAINED_AT)
+            .value(value)
             .target_id(self.arn())
             .build()
             .map_err(|e| call_error("DeleteAttributes", self.arn(), e))?;

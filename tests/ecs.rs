@@ -1,0 +1,431 @@
+//! Drain and undrain against moto's ECS, with the ECS agent's introspection API and IMDS
+//! served by small local servers in their documented formats.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use support::daemon::Daemon;
+use support::ecs_agent::{AgentMode, EcsAgent};
+use support::ecs_world::{EcsWorld, REGION};
+use support::faultproxy::{Fault, FaultProxy};
+use support::{LoopFs, Moto};
+
+const MARK: &str = "diskguard.drained-at";
+
+/// moto with a cluster of `n` registered instances; this host is the first.
+struct Cluster {
+    moto: Moto,
+    world: EcsWorld,
+    agent: EcsAgent,
+}
+
+fn cluster(n: usize) -> Cluster {
+    let moto = Moto::start();
+    let world = EcsWorld::seed(&moto, "prod", n);
+    let me = &world.members()[0];
+    let agent = EcsAgent::start(AgentMode::healthy(world.cluster(), &me.arn));
+    Cluster { moto, world, agent }
+}
+
+impl Cluster {
+    fn me(&self) -> String {
+        self.world.members()[0].arn.clone()
+    }
+
+    fn status(&self) -> (String, Option<String>) {
+        let v = self.world.describe(&self.me());
+        (v.status.clone(), v.attribute(MARK).map(str::to_owned))
+    }
+
+    /// Polls moto until `want` holds, or fails with what it saw.
+    fn wait(&self, what: &str, limit: Duration, want: impl Fn(&(String, Option<String>)) -> bool) {
+        let start = Instant::now();
+        loop {
+            let now = self.status();
+            if want(&now) {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what}: still {now:?} after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL_ECS", endpoint.to_owned()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        // No instance metadata here unless a test serves it.
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
+fn config(dir: &Path, root: &Path, introspection: &str, extra: &str) -> PathBuf {
+    let path = dir.join("diskguard.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[sample]\ninterval = \"500ms\"\n\
+             [thresholds]\nrecover_after = \"3s\"\n{extra}\n\
+             [docker]\nroot = {:?}\nhost = \"unix:///nonexistent/docker.sock\"\n\
+             [etcd]\nenabled = false\n\
+             [ecs]\nintrospection_url = {introspection:?}\n",
+            root.display().to_string()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn daemon(c: &Cluster, config: &Path, endpoint: &str, more: &[(&str, &str)]) -> Daemon {
+    let env = aws_env(endpoint);
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(more);
+    let mut d = Daemon::start_with(config, &all);
+    d.wait_for("ECS container instance found", Duration::from_secs(30));
+    let _ = c;
+    d
+}
+
+#[test]
+fn drains_past_90_percent_and_gives_back_after_recovery() {
+    let c = cluster(10);
+    let mut fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
+    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    assert_eq!(c.status(), ("ACTIVE".to_owned(), None));
+
+    fs.fill_to_used_percent(91.0);
+    c.wait(
+        "drained with the mark",
+        Duration::from_secs(20),
+        |(s, m)| s == "DRAINING" && m.is_some(),
+    );
+    let mark = c.status().1.expect("mark");
+    assert!(
+        mark.ends_with('Z') && mark.contains('T'),
+        "RFC 3339 UTC: {mark}"
+    );
+    d.wait_for(
+        "set the container instance DRAINING",
+        Duration::from_secs(5),
+    );
+
+    fs.remove_fill();
+    let freed = Instant::now();
+    c.wait(
+        "ACTIVE again without the mark",
+        Duration::from_secs(30),
+        |(s, m)| s == "ACTIVE" && m.is_none(),
+    );
+    assert!(
+        freed.elapsed() >= Duration::from_secs(3),
+        "not before recover_after"
+    );
+    d.wait_for(
+        "set the container instance ACTIVE again",
+        Duration::from_secs(5),
+    );
+    // Every other instance untouched.
+    let counts = c.world.count_by_status();
+    assert_eq!(counts.get("ACTIVE"), Some(&10), "{counts:?}");
+    d.stop();
+}
+
+#[test]
+fn a_flat_disk_at_88_percent_does_not_drain() {
+    let c = cluster(10);
+    let mut fs = LoopFs::new(256);
+    // Filled before diskguard starts, so its whole history is flat.
+    fs.fill_to_used_percent(88.0);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        tmp.path(),
+        fs.path(),
+        &c.agent.url(),
+        "drain_lead = \"10m\"\nforecast_window = \"60s\"",
+    );
+    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    d.drain_for(Duration::from_secs(36));
+    assert_eq!(
+        c.status(),
+        ("ACTIVE".to_owned(), None),
+        "a flat disk at 88% does not drain:\n{}",
+        d.seen.join("\n")
+    );
+    d.stop();
+}
+
+#[test]
+fn a_steady_fill_drains_before_90_percent() {
+    let c = cluster(10);
+    let mut fs = LoopFs::new(256);
+    fs.fill_to_used_percent(81.0);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        tmp.path(),
+        fs.path(),
+        &c.agent.url(),
+        "drain_lead = \"10m\"\nforecast_window = \"60s\"",
+    );
+    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+
+    // ~0.5 MiB/s from 81 %: full in a few minutes, well inside the 10 m lead, while the
+    // forecast needs 30 s of history first.
+    let grow = fs.path().join("growing");
+    let start = Instant::now();
+    let mut f = std::fs::File::create(&grow).expect("create");
+    let chunk = vec![7u8; 256 * 1024];
+    while c.status().0 != "DRAINING" {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no predictive drain; the daemon said:\n{}",
+            d.seen.join("\n")
+        );
+        std::io::Write::write_all(&mut f, &chunk).expect("write");
+        f.sync_all().expect("sync");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let used = support::loopfs::fs_usage(fs.path()).used_percent();
+    assert!(
+        used < 90.0,
+        "drained by the forecast, before the threshold: {used:.1}%"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(25),
+        "not before the forecast had its history"
+    );
+    let (_, line) = d.wait_for(
+        "set the container instance DRAINING",
+        Duration::from_secs(5),
+    );
+    assert!(!line.contains("critical"), "{line}");
+    d.stop();
+}
+
+#[test]
+fn budget_suppresses_a_drain_below_critical_and_critical_overrides_it() {
+    let c = cluster(10);
+    // Someone else drained another instance: 1 of 10, and 10 % allows 1.
+    let other = c.world.members()[1].arn.clone();
+    c.world.set_status(&[&other], "DRAINING");
+    let mut fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
+    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+
+    fs.fill_to_used_percent(91.0);
+    d.wait_for(
+        "would drain, but 1 of the cluster's instances are already DRAINING",
+        Duration::from_secs(20),
+    );
+    d.drain_for(Duration::from_secs(3));
+    assert_eq!(c.status().0, "ACTIVE", "suppressed by the budget");
+    assert_eq!(d.count("would drain, but"), 1, "said once per episode");
+
+    fs.fill_to_used_percent(96.0);
+    c.wait(
+        "critical drains past the budget",
+        Duration::from_secs(20),
+        |(s, m)| s == "DRAINING" && m.is_some(),
+    );
+    let (_, line) = d.wait_for(
+        "set the container instance DRAINING",
+        Duration::from_secs(5),
+    );
+    assert!(line.contains("past the cluster's drain budget"), "{line}");
+    d.stop();
+}
+
+#[test]
+fn never_undrains_someone_elses_drain_and_clears_a_stale_mark() {
+    let c = cluster(3);
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
+
+    // Drained by an operator (no mark), disk nearly empty: stays DRAINING.
+    c.world.set_status(&[&c.me()], "DRAINING");
+    let d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        c.status(),
+        ("DRAINING".to_owned(), None),
+        "someone else's drain is left alone"
+    );
+    d.stop();
+
+    // diskguard drained it, an operator set it ACTIVE again: only the stale mark goes.
+    c.world.set_status(&[&c.me()], "ACTIVE");
+    c.world.put_attribute(&c.me(), MARK, "2026-11-26T04:00:00Z");
+    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    c.wait("stale mark removed", Duration::from_secs(15), |(s, m)| {
+        s == "ACTIVE" && m.is_none()
+    });
+    d.wait_for(
+        "removed diskguard's stale drain mark",
+        Duration::from_secs(5),
+    );
+    d.stop();
+}
+
+#[test]
+fn introspection_failures_keep_local_mode_and_the_identity_is_picked_up_when_it_appears() {
+    let c = cluster(2);
+    c.agent.set_mode(AgentMode::NotFound);
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
+    let env = aws_env(&c.moto.endpoint());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut d = Daemon::start_with(&cfg, &env);
+    d.wait_for("ready", Duration::from_secs(10));
+    for (mode, said) in [
+        (AgentMode::NotFound, "HTTP 404"),
+        (AgentMode::Unavailable, "HTTP 503"),
+        (AgentMode::Garbage, "unusable answer"),
+        (AgentMode::Refuse, "unreachable"),
+    ] {
+        c.agent.set_mode(mode);
+        d.wait_for(said, Duration::from_secs(30));
+    }
+    c.agent
+        .set_mode(AgentMode::healthy(c.world.cluster(), &c.me()));
+    d.wait_for("ECS container instance found", Duration::from_secs(30));
+    for said in ["HTTP 404", "HTTP 503", "unusable answer", "unreachable"] {
+        assert_eq!(
+            d.count(said),
+            1,
+            "one line per state change for {said}:\n{}",
+            d.seen.join("\n")
+        );
+    }
+    assert!(d.seen.iter().any(|l| l.contains("local mode")));
+    d.stop();
+}
+
+#[test]
+fn drain_survives_throttling_and_server_errors_while_sampling_and_watchdog_go_on() {
+    let c = cluster(4);
+    let proxy = FaultProxy::start(&c.moto.endpoint());
+    let mut fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
+    let notify_path = tmp.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let notify_env = notify_path.display().to_string();
+    let d = daemon(
+        &c,
+        &cfg,
+        &proxy.endpoint(),
+        &[("NOTIFY_SOCKET", &notify_env), ("WATCHDOG_USEC", "1000000")],
+    );
+
+    proxy.inject(Some("PutAttributes"), Fault::Throttle, 6);
+    proxy.inject(Some("UpdateContainerInstancesState"), Fault::ServerError, 6);
+    fs.fill_to_used_percent(91.0);
+    let start = Instant::now();
+    let mut pings = Vec::new();
+    let mut buf = [0u8; 512];
+    while c.status().0 != "DRAINING" {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "never drained; proxy saw {:?}",
+            proxy.counts()
+        );
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            if let Ok(n) = notify.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                    pings.push(Instant::now());
+                }
+            }
+        }
+    }
+    assert!(c.status().1.is_some(), "drained with the mark");
+    assert!(
+        proxy.count("PutAttributes").failed >= 6
+            && proxy.count("UpdateContainerInstancesState").failed >= 6
+    );
+    assert!(pings.len() >= 2, "watchdog pings while ECS failed");
+    for w in pings.windows(2) {
+        assert!(
+            w[1] - w[0] < Duration::from_millis(900),
+            "watchdog gap {:?}",
+            w[1] - w[0]
+        );
+    }
+    d.stop();
+}
+
+fn cli(cfg: &Path, c: &Cluster, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskguard"));
+    cmd.arg("--config").arg(cfg).args(args);
+    for (k, v) in aws_env(&c.moto.endpoint()) {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("diskguard runs")
+}
+
+#[test]
+fn drain_and_undrain_by_hand_obey_ownership_unless_forced() {
+    let c = cluster(3);
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
+    let text = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    let out = cli(&cfg, &c, &["drain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(c.status().0, "DRAINING");
+    assert!(c.status().1.is_some());
+    let status: serde_json::Value =
+        serde_json::from_slice(&cli(&cfg, &c, &["status", "--json"]).stdout).expect("json");
+    assert_eq!(status["ecs"]["status"], "DRAINING");
+    assert_eq!(status["ecs"]["drained_by_diskguard"], true);
+    assert_eq!(status["ecs"]["cluster"], "prod");
+    assert_eq!(status["local_mode"], false);
+    let check = cli(&cfg, &c, &["check"]);
+    assert!(
+        text(&check).contains("ECS DRAINING (drained by diskguard)"),
+        "{}",
+        text(&check)
+    );
+
+    let out = cli(&cfg, &c, &["undrain"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(c.status(), ("ACTIVE".to_owned(), None));
+
+    c.world.set_status(&[&c.me()], "DRAINING");
+    let out = cli(&cfg, &c, &["undrain"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "someone else's drain: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("--force"));
+    assert_eq!(c.status().0, "DRAINING");
+    let out = cli(&cfg, &c, &["undrain", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(c.status(), ("ACTIVE".to_owned(), None));
+}
