@@ -91,7 +91,7 @@ fn daemon(c: &Cluster, config: &Path, endpoint: &str, more: &[(&str, &str)]) -> 
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(more);
     let mut d = Daemon::start_with(config, &all);
-    d.wait_for("ECS container instance found", Duration::from_secs(30));
+    d.wait_for("found this ECS container instance", Duration::from_secs(30));
     let _ = c;
     d
 }
@@ -301,7 +301,7 @@ fn introspection_failures_keep_local_mode_and_the_identity_is_picked_up_when_it_
     }
     c.agent
         .set_mode(AgentMode::healthy(c.world.cluster(), &c.me()));
-    d.wait_for("ECS container instance found", Duration::from_secs(30));
+    d.wait_for("found this ECS container instance", Duration::from_secs(30));
     for said in ["HTTP 404", "HTTP 503", "unusable answer", "unreachable"] {
         assert_eq!(
             d.count(said),
@@ -428,4 +428,60 @@ fn drain_and_undrain_by_hand_obey_ownership_unless_forced() {
     let out = cli(&cfg, &c, &["undrain", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(c.status(), ("ACTIVE".to_owned(), None));
+}
+
+#[test]
+fn without_introspection_the_instance_is_found_from_the_cluster_and_imds() {
+    use support::imds::{Imds, InstanceIdentity};
+    let c = cluster(3);
+    c.agent.set_mode(AgentMode::Refuse);
+    let me = c.world.members()[0].clone();
+    let imds = Imds::start(InstanceIdentity::new(&me.ec2_instance_id, REGION));
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        tmp.path(),
+        fs.path(),
+        &c.agent.url(),
+        "[ecs]\ncluster = \"prod\"",
+    );
+    // The [ecs] table above would repeat the one config() writes: merge by hand.
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read config")
+        .replace("[ecs]\ncluster = \"prod\"\n", "");
+    std::fs::write(&cfg, text.replace("[ecs]\n", "[ecs]\ncluster = \"prod\"\n"))
+        .expect("write config");
+    let mut env = aws_env(&c.moto.endpoint());
+    env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut d = Daemon::start_with(&cfg, &env);
+    let (_, line) = d.wait_for("found this ECS container instance", Duration::from_secs(30));
+    assert!(line.contains(&me.arn), "{line}");
+    assert!(
+        line.contains("registration"),
+        "found through the lookup: {line}"
+    );
+    assert!(imds.token_requests() >= 1, "IMDSv2: a token first");
+    d.stop();
+}
+
+#[test]
+fn observe_mode_says_it_would_drain_and_changes_nothing() {
+    let c = cluster(3);
+    let mut fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
+    let text = std::fs::read_to_string(&cfg).expect("read config");
+    std::fs::write(&cfg, format!("mode = \"observe\"\n{text}")).expect("write config");
+    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    fs.fill_to_used_percent(91.0);
+    d.wait_for(
+        "observe mode: would drain the container instance",
+        Duration::from_secs(20),
+    );
+    d.drain_for(Duration::from_secs(3));
+    assert_eq!(c.status(), ("ACTIVE".to_owned(), None));
+    assert_eq!(d.count("observe mode: would drain"), 1, "said once");
+    d.stop();
 }

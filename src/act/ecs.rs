@@ -95,7 +95,7 @@ pub async fn run(
         }
         wait = (wait * 2).min(DISCOVER_MAX);
     };
-    info!(cluster = %identity.cluster, container_instance_arn = %identity.container_instance_arn, source = identity.source, "ECS container instance found");
+    info!(cluster = %identity.cluster, container_instance_arn = %identity.container_instance_arn, source = identity.source, "found this ECS container instance");
     let mut actor = Actor {
         ecs: EcsClient::new(&sdk, identity),
         settings,

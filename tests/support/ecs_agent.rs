@@ -4,7 +4,8 @@
 //! identity discovery can be driven through every state change.
 //!
 //! This file is also home of [`http`], the tiny std-only HTTP/1.1 server that
-//! the IMDS mock and the fault proxy share (tests may not add a crate for it).
+//! the IMDS mock and the fault proxy share (no HTTP server crate is a
+//! dev-dependency); it would sit better in a file of its own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -95,7 +95,7 @@ pub async fn discover(
         Ok(Some(arn)) => Discovery::Found(Identity {
             cluster,
             container_instance_arn: arn,
-            source: "ecs.config and this EC2 instance's registration",
+            source: "the cluster (ecs.config or ecs.cluster) and this EC2 instance's registration",
         }),
         Ok(None) => Discovery::Missing {
             introspection,
