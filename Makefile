@@ -6,8 +6,10 @@ run:
 	cargo run --release -- run
 
 # Installs the test peers when missing, then every check and test.
+# AWS_EC2_METADATA_DISABLED: no test may reach the link-local IMDS address; those that
+# need IMDS serve it on loopback and say so.
 test: deps lint packaging
-	cargo test --all-targets
+	AWS_EC2_METADATA_DISABLED=true cargo test --all-targets
 
 # CloudFormation, IAM (cfn-lint, parliament) and the CloudWatch test peer's self-test.
 packaging:

@@ -453,6 +453,7 @@ fn without_introspection_the_instance_is_found_from_the_cluster_and_imds() {
         .expect("write config");
     let mut env = aws_env(&c.moto.endpoint());
     env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
+    env.push(("AWS_EC2_METADATA_DISABLED", "false".to_owned()));
     env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut d = Daemon::start_with(&cfg, &env);

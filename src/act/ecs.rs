@@ -63,7 +63,7 @@ pub async fn run(
     out: EcsChannels,
     mut plans: PlanReceiver,
 ) {
-    let sdk = sdk_config().await;
+    let sdk = tokio::sync::OnceCell::new();
     let mut wait = DISCOVER_FIRST;
     let mut last: Option<Discovery> = None;
     let identity = loop {
@@ -97,7 +97,7 @@ pub async fn run(
     };
     info!(cluster = %identity.cluster, container_instance_arn = %identity.container_instance_arn, source = identity.source, "found this ECS container instance");
     let mut actor = Actor {
-        ecs: EcsClient::new(&sdk, identity),
+        ecs: EcsClient::new(sdk.get_or_init(sdk_config).await, identity),
         settings,
         out,
         generation: 0,

@@ -17,7 +17,7 @@ pub async fn connect(settings: &Settings) -> Result<Option<(EcsClient, EcsView)>
         return Ok(None);
     }
     let work = async {
-        let sdk = sdk_config().await;
+        let sdk = tokio::sync::OnceCell::new();
         let identity = match discover(&settings.ecs, ECS_CONFIG_PATH.as_ref(), &sdk).await {
             Discovery::Found(id) => id,
             Discovery::Missing {
@@ -30,7 +30,7 @@ pub async fn connect(settings: &Settings) -> Result<Option<(EcsClient, EcsView)>
                 ));
             }
         };
-        let client = EcsClient::new(&sdk, identity);
+        let client = EcsClient::new(sdk.get_or_init(sdk_config).await, identity);
         let view = client.view().await.map_err(|e| chain(&e))?;
         Ok(Some((client, view)))
     };

@@ -15,8 +15,9 @@ pub enum Level {
     Critical,
 }
 
-/// Points below a threshold that usage must fall before a volume leaves that level, so that
-/// a disk hovering at 79–81 % does not flap between `ok` and `prune` every second.
+/// Points below a threshold that usage must fall before a volume leaves `drain` or
+/// `critical`, so that a disk hovering around a threshold does not flap every second.
+/// (`prune` is left only at `prune_target`: reclaim goes on until the target is met.)
 pub const HYSTERESIS_POINTS: f64 = 2.0;
 
 impl Level {
@@ -34,6 +35,15 @@ impl Level {
             Level::Ok | Level::Prune => Level::Ok,
             Level::Drain => Level::Prune,
             Level::Critical => Level::Drain,
+        }
+    }
+
+    /// The usage (percent) below which a volume at this level leaves it.
+    fn exit(self, t: &Thresholds) -> f64 {
+        match self {
+            Level::Ok => 0.0,
+            Level::Prune => t.prune_target,
+            Level::Drain | Level::Critical => self.threshold(t) - HYSTERESIS_POINTS,
         }
     }
 
@@ -62,12 +72,12 @@ pub fn level_for(usage: f64, t: &Thresholds) -> Level {
         .unwrap_or(Level::Ok)
 }
 
-/// Rising is immediate; falling holds each level until usage is `HYSTERESIS_POINTS` below
-/// its threshold.
+/// Rising is immediate; falling holds `drain` and `critical` until usage is
+/// `HYSTERESIS_POINTS` below their thresholds, and `prune` until `prune_target` is met.
 pub fn level_with_hysteresis(usage: f64, previous: Level, t: &Thresholds) -> Level {
     let raw = level_for(usage, t);
     let mut level = previous.max(raw);
-    while level > raw && usage < level.threshold(t) - HYSTERESIS_POINTS {
+    while level > raw && usage < level.exit(t) {
         level = level.below();
     }
     level
@@ -110,12 +120,23 @@ mod tests {
     #[test]
     fn falling_far_enough_leaves_each_level() {
         let t = t();
-        assert_eq!(level_with_hysteresis(77.9, Level::Prune, &t), Level::Ok);
+        assert_eq!(
+            level_with_hysteresis(77.9, Level::Prune, &t),
+            Level::Prune,
+            "reclaim goes on to the target"
+        );
+        assert_eq!(level_with_hysteresis(70.0, Level::Prune, &t), Level::Prune);
+        assert_eq!(level_with_hysteresis(69.9, Level::Prune, &t), Level::Ok);
         assert_eq!(
             level_with_hysteresis(92.0, Level::Critical, &t),
             Level::Drain
         );
         assert_eq!(level_with_hysteresis(50.0, Level::Critical, &t), Level::Ok);
+        assert_eq!(
+            level_with_hysteresis(75.0, Level::Critical, &t),
+            Level::Prune,
+            "falls to prune, still above target"
+        );
         assert_eq!(level_with_hysteresis(88.5, Level::Drain, &t), Level::Drain);
         assert_eq!(level_with_hysteresis(87.9, Level::Drain, &t), Level::Prune);
     }

@@ -14,7 +14,8 @@ fn filter() -> EnvFilter {
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|s| EnvFilter::try_new(s).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"))
+        // aws-config warns about every IMDS probe that fails off EC2; its errors still show.
+        .unwrap_or_else(|| EnvFilter::new("info,aws_config=error"))
 }
 
 /// Installs the global subscriber. Returns where logs go, for the first log line.

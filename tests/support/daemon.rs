@@ -29,6 +29,9 @@ impl Daemon {
             .arg(config)
             .arg("run")
             .env("DISKGUARD_LOG", "info")
+            // Never probe the real link-local IMDS address from a test; tests that need
+            // IMDS serve it locally and turn this back off.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .stderr(Stdio::piped());

@@ -178,13 +178,21 @@ impl EcsClient {
         }
     }
 
-    /// Removes the mark. The value it was read with is sent along: AWS deletes by name,
-    /// but moto (the test peer) deletes only on a matching value, and sending it is
-    /// correct for both.
+    /// Removes the mark as AWS documents it: name and target, no value. moto (the test
+    /// peer) deletes only on a matching value, so if the mark is still there afterwards,
+    /// the call is repeated with the value it was read with.
     pub async fn remove_mark(&self, value: &str) -> Result<(), EcsError> {
+        self.delete_mark(None).await?;
+        if self.view().await?.drained_at.is_some() {
+            self.delete_mark(Some(value)).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_mark(&self, value: Option<&str>) -> Result<(), EcsError> {
         let mark = Attribute::builder()
             .name(DRAINED_AT)
-            .value(value)
+            .set_value(value.map(str::to_owned))
             .target_id(self.arn())
             .build()
             .map_err(|e| call_error("DeleteAttributes", self.arn(), e))?;
@@ -224,6 +232,9 @@ impl EcsClient {
 }
 
 /// The container instance ARN of EC2 instance `instance_id` in `cluster`, if registered.
+/// The cluster query filters the list; the match is then confirmed by describing the
+/// candidates, since a filter that is not applied (moto ignores it) must not make another
+/// instance this one.
 pub async fn find_arn(
     client: &aws_sdk_ecs::Client,
     cluster: &str,
@@ -233,8 +244,25 @@ pub async fn find_arn(
         .list_container_instances()
         .cluster(cluster)
         .filter(format!("ec2InstanceId == {instance_id}"))
+        .max_results(100)
         .send()
         .await
         .map_err(|e| call_error("ListContainerInstances", cluster, e))?;
-    Ok(page.container_instance_arns().first().cloned())
+    for chunk in page.container_instance_arns().chunks(100) {
+        let described = client
+            .describe_container_instances()
+            .cluster(cluster)
+            .set_container_instances(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeContainerInstances", cluster, e))?;
+        if let Some(me) = described
+            .container_instances()
+            .iter()
+            .find(|c| c.ec2_instance_id() == Some(instance_id))
+        {
+            return Ok(me.container_instance_arn().map(str::to_owned));
+        }
+    }
+    Ok(None)
 }

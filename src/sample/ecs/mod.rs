@@ -26,8 +26,8 @@ pub enum Discovery {
     },
 }
 
-/// This EC2 instance's id from IMDSv2 (aws-config's client: token cached, refreshed on
-/// 401; `AWS_EC2_METADATA_SERVICE_ENDPOINT` points it elsewhere).
+/// This EC2 instance's id from IMDSv2 (aws-config's client, built per lookup so a stale
+/// token never outlives a call; `AWS_EC2_METADATA_SERVICE_ENDPOINT` points it elsewhere).
 pub async fn instance_id() -> Result<String, String> {
     let imds = aws_config::imds::Client::builder()
         .connect_timeout(IMDS_TIMEOUT)
@@ -43,10 +43,13 @@ pub async fn instance_id() -> Result<String, String> {
 
 /// Config overrides win; then the ECS agent's introspection API; then `ECS_CLUSTER` from
 /// ecs.config (or the cluster override) with this EC2 instance looked up in the cluster.
+///
+/// The AWS SDK's configuration is loaded into `sdk` only when the fallback needs it: off
+/// EC2, loading it would probe IMDS for a region.
 pub async fn discover(
     settings: &EcsSettings,
     ecs_config: &Path,
-    sdk: &aws_config::SdkConfig,
+    sdk: &tokio::sync::OnceCell<aws_config::SdkConfig>,
 ) -> Discovery {
     if let Some(id) = identity::from_config(settings) {
         return Discovery::Found(id);
@@ -91,6 +94,7 @@ pub async fn discover(
             };
         }
     };
+    let sdk = sdk.get_or_init(sdk_config).await;
     match find_arn(&EcsClient::sdk(sdk), &cluster, &instance).await {
         Ok(Some(arn)) => Discovery::Found(Identity {
             cluster,
