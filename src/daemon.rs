@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
@@ -18,10 +19,14 @@ use crate::config::Settings;
 use crate::config::Toggle;
 use crate::error::Error;
 use crate::policy::{Driver, Level, Plan, State, decide};
+use crate::report::counters::Counters;
 use crate::report::human_bytes;
+use crate::report::metrics::{Aggregator, Batch, Extras, Totals};
 use crate::report::notify::{Notifier, watchdog_interval};
 use crate::report::status::local_mode_reason;
 use crate::report::summary::summary_line;
+use crate::sample::Snapshot;
+use crate::sample::docker::TopWriter;
 use crate::sample::{FsSampler, History, Volume, mount_of};
 
 /// How long actors get to finish after SIGTERM; the whole exit stays under systemd's
@@ -59,6 +64,9 @@ struct Daemon {
     actors: Actors,
     docker: DockerChannels,
     ecs: EcsChannels,
+    /// The CloudWatch interval being aggregated and where closed ones go; `None` when
+    /// CloudWatch is off in the configuration.
+    metrics: Option<(Aggregator, mpsc::UnboundedSender<Batch>)>,
     ready: bool,
     last_summary: String,
     last_levels: BTreeMap<Volume, Option<Level>>,
@@ -79,6 +87,7 @@ impl Daemon {
             notifier: Notifier::from_env(),
             actors: Actors::default(),
             ecs: EcsChannels::new(Arc::clone(&docker.counters)),
+            metrics: None,
             docker,
             ready: false,
             last_summary: String::new(),
@@ -128,6 +137,18 @@ impl Daemon {
         let (settings, channels) = (self.settings.clone(), self.docker.clone());
         self.actors
             .spawn(|plans| crate::act::docker::run(settings, channels, plans));
+        if self.settings.cloudwatch.enabled != Toggle::Off {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let totals = totals(&self.docker.counters);
+            let cw = &self.settings.cloudwatch;
+            self.metrics = Some((
+                Aggregator::new(cw.interval, SystemTime::now(), totals, &cw.extra_metrics),
+                tx,
+            ));
+            let (settings, counters) = (self.settings.clone(), Arc::clone(&self.docker.counters));
+            self.actors
+                .spawn(|plans| crate::report::cloudwatch::run(settings, rx, counters, plans));
+        }
         if self.settings.ecs.enabled != Toggle::Off {
             let (settings, channels) = (self.settings.clone(), self.ecs.clone());
             let ecs_config = crate::sample::ecs::ECS_CONFIG_PATH.into();
@@ -154,6 +175,10 @@ impl Daemon {
         };
         self.notifier.stopping();
         info!("stopping on {why}");
+        // The interval in progress goes out with the final flush.
+        if let Some((agg, tx)) = &mut self.metrics {
+            let _ = tx.send(agg.close(SystemTime::now(), totals(&self.docker.counters)));
+        }
         self.actors.shutdown(SHUTDOWN_GRACE).await;
         info!("stopped");
         Ok(())
@@ -168,6 +193,15 @@ impl Daemon {
         let plan = decide(&snapshot, &self.history, &self.state, &self.settings, now);
         self.state = plan.next.clone();
         self.log_changes(&plan);
+        if let Some((agg, tx)) = &mut self.metrics {
+            let extras = extras(&snapshot, &self.docker.writers.borrow());
+            if let Some(batch) =
+                agg.observe(now, &plan, &snapshot, totals(&self.docker.counters), extras)
+            {
+                // The actor buffers; a send only fails once it has stopped.
+                let _ = tx.send(batch);
+            }
+        }
         let plan = Arc::new(plan);
         self.actors.publish(Arc::clone(&plan));
 
@@ -231,5 +265,24 @@ impl Daemon {
             warn!(volume = f.volume.map(Volume::name), "{}", f.message);
         }
         self.last_findings = findings;
+    }
+}
+
+fn totals(c: &Counters) -> Totals {
+    Totals {
+        reclaimed_bytes: Counters::get(&c.reclaimed_bytes),
+        reclaim_errors: Counters::get(&c.reclaim_errors),
+        drains_suppressed: Counters::get(&c.drains_suppressed),
+    }
+}
+
+/// The numbers `extra_metrics` may ask for, from what the actors last read.
+fn extras(snapshot: &Snapshot, writers: &[TopWriter]) -> Extras {
+    let inv = snapshot.inventory.as_deref();
+    Extras {
+        images_bytes: inv.map(|i| i.images.iter().map(|x| x.size_bytes as f64).sum()),
+        image_count: inv.map(|i| i.images.len() as f64),
+        container_count: inv.map(|i| i.containers.len() as f64),
+        top_writer_bytes: writers.first().map(|w| w.bytes as f64),
     }
 }

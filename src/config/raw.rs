@@ -139,6 +139,7 @@ pub struct RawCloudWatch {
     pub dimensions: Option<Vec<String>>,
     pub extra_metrics: Option<Vec<String>>,
     pub high_resolution: Option<bool>,
+    pub max_buffered_intervals: Option<usize>,
 }
 
 /// `[prometheus]`

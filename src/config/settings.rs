@@ -119,6 +119,8 @@ pub struct CloudWatchSettings {
     pub dimensions: Vec<String>,
     pub extra_metrics: Vec<String>,
     pub high_resolution: bool,
+    /// Intervals kept in memory while CloudWatch does not answer (oldest dropped first).
+    pub max_buffered_intervals: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +249,7 @@ impl Settings {
                 .unwrap_or_else(|| vec!["ClusterName".into(), "InstanceId".into()]),
             extra_metrics: w.extra_metrics.unwrap_or_default(),
             high_resolution: w.high_resolution.unwrap_or(false),
+            max_buffered_intervals: w.max_buffered_intervals.unwrap_or(60),
         };
         let listen = p.listen.unwrap_or_default();
         let prometheus = PrometheusSettings {
@@ -334,6 +337,14 @@ impl Settings {
                 format!("{m} is not a percent in [0, 100]"),
             ));
         }
+        // ECS allows 255 characters; anything longer cannot be a cluster, and would not fit
+        // a CloudWatch dimension either.
+        if self.ecs.cluster.chars().count() > 255 {
+            return Err(Invalid::new(
+                "ecs.cluster",
+                "longer than ECS's 255-character limit for cluster names",
+            ));
+        }
         if !self.ecs.introspection_url.starts_with("http://") {
             return Err(Invalid::new(
                 "ecs.introspection_url",
@@ -388,6 +399,12 @@ impl Settings {
                     format!("{metric:?} is not one of {}", EXTRA_METRICS.join(", ")),
                 ));
             }
+        }
+        if !(1..=10_080).contains(&w.max_buffered_intervals) {
+            return Err(Invalid::new(
+                "cloudwatch.max_buffered_intervals",
+                "must be 1 to 10080 (a week of minutes)",
+            ));
         }
         if w.interval < Duration::from_secs(1) {
             return Err(Invalid::new("cloudwatch.interval", "must be at least 1s"));
@@ -451,6 +468,7 @@ impl Settings {
                 dimensions: Some(self.cloudwatch.dimensions.clone()),
                 extra_metrics: Some(self.cloudwatch.extra_metrics.clone()),
                 high_resolution: Some(self.cloudwatch.high_resolution),
+                max_buffered_intervals: Some(self.cloudwatch.max_buffered_intervals),
             }),
             prometheus: Some(RawPrometheus {
                 listen: Some(

@@ -13,6 +13,10 @@ pub struct Counters {
     pub reclaim_skipped_in_use: AtomicU64,
     pub reclaim_passes: AtomicU64,
     pub drains_suppressed: AtomicU64,
+    /// Metric intervals dropped from the CloudWatch buffer during an outage.
+    pub metric_intervals_dropped: AtomicU64,
+    /// Metric values left out because they were not finite.
+    pub metric_values_skipped: AtomicU64,
     /// (day number since the epoch, bytes reclaimed that day)
     today: Mutex<(u64, u64)>,
 }

@@ -1,7 +1,9 @@
 //! Telling people: the systemd notifications, the logs, and the status report.
 
+pub mod cloudwatch;
 pub mod counters;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod status;
 pub mod summary;

@@ -17,9 +17,7 @@ pub fn local_mode_reason(settings: &Settings) -> String {
     } else {
         "no ECS container instance found (ECS agent introspection, then ecs.config)"
     };
-    format!(
-        "local mode: {why}; watching the disks and reclaiming through the local Docker; CloudWatch is not connected in this build"
-    )
+    format!("local mode: {why}; watching the disks and reclaiming through the local Docker")
 }
 
 /// `status --json`. Fields named in design.md are a contract; others may be added.

@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod cwpeer;
 pub mod daemon;
 pub mod dockerd;
 pub mod ecs_agent;
