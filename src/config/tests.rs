@@ -115,10 +115,19 @@ fn each_bad_value_names_its_key() {
         ("[docker]\nprotect = \"amazon/*\"\n", "docker.protect"),
         ("[docker]\nprotect = [\"[\"]\n", "docker.protect"),
         ("[docker]\nhost = \"/var/run/docker.sock\"\n", "docker.host"),
+        ("[cloudwatch]\nmax_buffered_intervals = 0\n", "cloudwatch.max_buffered_intervals"),
     ];
     for (text, key) in cases {
         assert_eq!(bad(text).0, *key, "config {text:?}");
     }
+}
+
+#[test]
+fn a_cluster_name_longer_than_ecs_allows_is_rejected() {
+    let text = format!("[ecs]\ncluster = \"{}\"\n", "c".repeat(256));
+    assert_eq!(bad(&text).0, "ecs.cluster");
+    let ok = format!("[ecs]\ncluster = \"{}\"\n", "c".repeat(255));
+    assert!(parse(Path::new("x.toml"), &ok).is_ok());
 }
 
 #[test]
