@@ -115,7 +115,10 @@ fn each_bad_value_names_its_key() {
         ("[docker]\nprotect = \"amazon/*\"\n", "docker.protect"),
         ("[docker]\nprotect = [\"[\"]\n", "docker.protect"),
         ("[docker]\nhost = \"/var/run/docker.sock\"\n", "docker.host"),
-        ("[cloudwatch]\nmax_buffered_intervals = 0\n", "cloudwatch.max_buffered_intervals"),
+        (
+            "[cloudwatch]\nmax_buffered_intervals = 0\n",
+            "cloudwatch.max_buffered_intervals",
+        ),
     ];
     for (text, key) in cases {
         assert_eq!(bad(text).0, *key, "config {text:?}");
