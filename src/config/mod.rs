@@ -2,6 +2,7 @@
 
 mod raw;
 mod settings;
+mod validate;
 
 use std::path::{Path, PathBuf};
 

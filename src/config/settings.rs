@@ -40,7 +40,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(key: &str, message: impl Into<String>) -> Self {
+    pub(super) fn new(key: &str, message: impl Into<String>) -> Self {
         Invalid {
             key: key.to_owned(),
             message: message.into(),
@@ -277,139 +277,6 @@ impl Settings {
         };
         settings.validate()?;
         Ok(settings)
-    }
-
-    /// The relations between keys that no single key can check.
-    fn validate(&self) -> Result<(), Invalid> {
-        let t = &self.thresholds;
-        if self.sample.interval < MIN_SAMPLE_INTERVAL {
-            return Err(Invalid::new("sample.interval", "must be at least 100ms"));
-        }
-        if self.sample.inventory_interval < self.sample.interval {
-            return Err(Invalid::new(
-                "sample.inventory_interval",
-                "must not be shorter than sample.interval",
-            ));
-        }
-        let order = [
-            (
-                "thresholds.prune_target",
-                t.prune_target,
-                "thresholds.prune_start",
-                t.prune_start,
-            ),
-            (
-                "thresholds.prune_start",
-                t.prune_start,
-                "thresholds.drain",
-                t.drain,
-            ),
-            (
-                "thresholds.drain",
-                t.drain,
-                "thresholds.critical",
-                t.critical,
-            ),
-        ];
-        for (low_key, low, high_key, high) in order {
-            if low >= high {
-                return Err(Invalid::new(
-                    low_key,
-                    format!(
-                        "{low} must be below {high_key} ({high}): prune_target < prune_start < drain < critical ≤ 100"
-                    ),
-                ));
-            }
-        }
-        if t.recover >= t.prune_start {
-            return Err(Invalid::new(
-                "thresholds.recover",
-                format!(
-                    "{} must be below thresholds.prune_start ({})",
-                    t.recover, t.prune_start
-                ),
-            ));
-        }
-        let m = self.ecs.max_draining_percent;
-        if !(m.is_finite() && (0.0..=100.0).contains(&m)) {
-            return Err(Invalid::new(
-                "ecs.max_draining_percent",
-                format!("{m} is not a percent in [0, 100]"),
-            ));
-        }
-        // ECS allows 255 characters; anything longer cannot be a cluster, and would not fit
-        // a CloudWatch dimension either.
-        if self.ecs.cluster.chars().count() > 255 {
-            return Err(Invalid::new(
-                "ecs.cluster",
-                "longer than ECS's 255-character limit for cluster names",
-            ));
-        }
-        if !self.ecs.introspection_url.starts_with("http://") {
-            return Err(Invalid::new(
-                "ecs.introspection_url",
-                "must be an http:// URL",
-            ));
-        }
-        if !self.etcd.endpoint.starts_with("http://") && !self.etcd.endpoint.starts_with("https://")
-        {
-            return Err(Invalid::new(
-                "etcd.endpoint",
-                "must be an http:// or https:// URL",
-            ));
-        }
-        if let Some(host) = &self.docker.host {
-            if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
-                return Err(Invalid::new(
-                    "docker.host",
-                    "must start with unix:// or tcp://",
-                ));
-            }
-        }
-        self.validate_cloudwatch()
-    }
-
-    fn validate_cloudwatch(&self) -> Result<(), Invalid> {
-        let w = &self.cloudwatch;
-        let ns = &w.namespace;
-        if ns.is_empty() || ns.len() > 255 {
-            return Err(Invalid::new(
-                "cloudwatch.namespace",
-                "must be 1 to 255 characters",
-            ));
-        }
-        if ns.starts_with("AWS/") {
-            return Err(Invalid::new(
-                "cloudwatch.namespace",
-                format!("{ns:?} starts with \"AWS/\", which is reserved for AWS services"),
-            ));
-        }
-        for dim in &w.dimensions {
-            if !ALLOWED_DIMENSIONS.contains(&dim.as_str()) {
-                return Err(Invalid::new(
-                    "cloudwatch.dimensions",
-                    format!("{dim:?} is not one of {}", ALLOWED_DIMENSIONS.join(", ")),
-                ));
-            }
-        }
-        for metric in &w.extra_metrics {
-            if !EXTRA_METRICS.contains(&metric.as_str()) {
-                return Err(Invalid::new(
-                    "cloudwatch.extra_metrics",
-                    format!("{metric:?} is not one of {}", EXTRA_METRICS.join(", ")),
-                ));
-            }
-        }
-        if !(1..=10_080).contains(&w.max_buffered_intervals) {
-            return Err(Invalid::new(
-                "cloudwatch.max_buffered_intervals",
-                "must be 1 to 10080 (a week of minutes)",
-            ));
-        }
-        if w.interval < Duration::from_secs(1) {
-            return Err(Invalid::new("cloudwatch.interval", "must be at least 1s"));
-        }
-        Ok(())
     }
 
     /// The settings written back as a file: `config defaults` prints this, and it parses
