@@ -309,6 +309,8 @@ fn percent(part: u64, whole: u64) -> f64 {
 }
 
 #[cfg(test)]
+mod drain_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;

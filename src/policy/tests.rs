@@ -8,7 +8,7 @@ use super::*;
 use crate::config::Settings;
 use crate::sample::{
     BuildCache, ContainerInfo, ContainerState, EcsStatus, EcsView, FsStats, ImageInfo, Inventory,
-    KEEP_LABEL, Point, VolumeSnapshot,
+    KEEP_LABEL, VolumeSnapshot,
 };
 
 pub(super) const GB: u64 = 1_000_000_000;
@@ -97,11 +97,11 @@ pub(super) fn ecs(status: EcsStatus, ours: bool, active: u32, draining: u32) -> 
     }
 }
 
-fn settings() -> Settings {
+pub(super) fn settings() -> Settings {
     Settings::default()
 }
 
-fn plan_for(snap: &Snapshot) -> Plan {
+pub(super) fn plan_for(snap: &Snapshot) -> Plan {
     let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
     decide(snap, &history, &State::default(), &settings(), now())
 }
@@ -351,207 +351,6 @@ fn inodes_drive_the_level_and_lift_the_byte_goal() {
 }
 
 #[test]
-fn drain_level_drains_an_active_instance_within_budget() {
-    let plan = plan_for(&snapshot(
-        stats(91.0, 1.0),
-        None,
-        Some(ecs(EcsStatus::Active, false, 10, 0)),
-    ));
-    assert_eq!(plan.level, Level::Drain);
-    assert_eq!(plan.ecs, EcsDecision::Drain { over_budget: false });
-}
-
-#[test]
-fn drain_is_suppressed_when_budget_is_spent_below_critical() {
-    // 1 of 10 already DRAINING by someone else, 10 % budget → 1 allowed.
-    let plan = plan_for(&snapshot(
-        stats(91.0, 1.0),
-        None,
-        Some(ecs(EcsStatus::Active, false, 9, 1)),
-    ));
-    assert_eq!(
-        plan.ecs,
-        EcsDecision::DrainSuppressed {
-            draining: 1,
-            allowed: 1
-        }
-    );
-}
-
-#[test]
-fn critical_drains_past_the_budget() {
-    let plan = plan_for(&snapshot(
-        stats(96.0, 1.0),
-        None,
-        Some(ecs(EcsStatus::Active, false, 9, 1)),
-    ));
-    assert_eq!(plan.ecs, EcsDecision::Drain { over_budget: true });
-}
-
-#[test]
-fn budget_is_at_least_one_instance() {
-    assert_eq!(drain_budget(10.0, 3), 1);
-    assert_eq!(drain_budget(10.0, 10), 1);
-    assert_eq!(drain_budget(10.0, 25), 2);
-    assert_eq!(drain_budget(0.0, 100), 1);
-    assert_eq!(drain_budget(50.0, 9), 4);
-}
-
-#[test]
-fn prune_level_does_not_drain() {
-    let plan = plan_for(&snapshot(
-        stats(85.0, 1.0),
-        None,
-        Some(ecs(EcsStatus::Active, false, 10, 0)),
-    ));
-    assert_eq!(plan.ecs, EcsDecision::None);
-}
-
-fn rising_history(from_pct: f64, pct_per_sec: f64, secs: u64) -> History {
-    let mut h = History::new(Duration::from_secs(300), Duration::from_secs(1));
-    for s in 0..=secs {
-        let st = stats(from_pct + pct_per_sec * s as f64, 1.0);
-        let mut snap = snapshot(st, None, None);
-        snap.at = now() - Duration::from_secs(secs - s);
-        h.record(&snap);
-    }
-    h
-}
-
-#[test]
-fn forecast_drains_before_the_threshold_when_filling_fast() {
-    // 0.01 %/s = 1 GB/100 s … at 85 % with 15 GB left: full in 1500 s = 25 min. Too slow.
-    let slow = rising_history(83.8, 0.01, 120);
-    let view = Some(ecs(EcsStatus::Active, false, 10, 0));
-    let s = settings();
-    let plan = decide(
-        &snapshot(stats(85.0, 1.0), None, view.clone()),
-        &slow,
-        &State::default(),
-        &s,
-        now(),
-    );
-    assert_eq!(plan.level, Level::Prune);
-    // 0.02 %/s: full in 750 s = 12.5 min < 15 min lead.
-    let fast = rising_history(82.6, 0.02, 120);
-    let plan = decide(
-        &snapshot(stats(85.0, 1.0), None, view),
-        &fast,
-        &State::default(),
-        &s,
-        now(),
-    );
-    assert_eq!(plan.level, Level::Drain);
-    assert_eq!(plan.volumes[0].driven_by, Driver::Forecast);
-    assert_eq!(plan.ecs, EcsDecision::Drain { over_budget: false });
-}
-
-#[test]
-fn forecast_alone_never_drains_below_prune_start() {
-    let fast = rising_history(60.0, 0.1, 120);
-    let plan = decide(
-        &snapshot(stats(72.0, 1.0), None, None),
-        &fast,
-        &State::default(),
-        &settings(),
-        now(),
-    );
-    assert_eq!(plan.level, Level::Ok);
-    assert!(plan.volumes[0].time_to_full.is_some());
-}
-
-#[test]
-fn flat_disk_at_88_percent_does_not_drain() {
-    let flat = rising_history(88.0, 0.0, 120);
-    let view = Some(ecs(EcsStatus::Active, false, 10, 0));
-    let plan = decide(
-        &snapshot(stats(88.0, 1.0), None, view),
-        &flat,
-        &State::default(),
-        &settings(),
-        now(),
-    );
-    assert_eq!(plan.level, Level::Prune);
-    assert_eq!(plan.ecs, EcsDecision::None);
-    assert_eq!(plan.volumes[0].time_to_full, None);
-}
-
-fn recovery(view: EcsView, usage: f64, since: Option<SystemTime>, s: &Settings) -> Plan {
-    let state = State {
-        levels: BTreeMap::new(),
-        recover_since: since,
-    };
-    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
-    decide(
-        &snapshot(stats(usage, 1.0), None, Some(view)),
-        &history,
-        &state,
-        s,
-        now(),
-    )
-}
-
-#[test]
-fn recovery_undrains_only_after_recover_after_below_recover() {
-    let s = settings();
-    let ours = ecs(EcsStatus::Draining, true, 9, 1);
-    let first = recovery(ours.clone(), 60.0, None, &s);
-    assert_eq!(first.ecs, EcsDecision::None, "just went below recover");
-    assert_eq!(first.next.recover_since, Some(now()));
-    let later = recovery(ours.clone(), 60.0, Some(ago(299)), &s);
-    assert_eq!(later.ecs, EcsDecision::None);
-    let done = recovery(ours.clone(), 60.0, Some(ago(300)), &s);
-    assert_eq!(done.ecs, EcsDecision::Undrain);
-    let bounced = recovery(ours, 76.0, Some(ago(1_000)), &s);
-    assert_eq!(bounced.ecs, EcsDecision::None);
-    assert_eq!(
-        bounced.next.recover_since, None,
-        "the clock restarts after a bounce"
-    );
-}
-
-#[test]
-fn never_undrains_an_instance_drained_by_someone_else() {
-    let plan = recovery(
-        ecs(EcsStatus::Draining, false, 9, 1),
-        10.0,
-        Some(ago(100_000)),
-        &settings(),
-    );
-    assert_eq!(plan.ecs, EcsDecision::None);
-}
-
-#[test]
-fn never_undrains_when_undrain_is_off() {
-    let mut s = settings();
-    s.ecs.undrain = false;
-    let plan = recovery(
-        ecs(EcsStatus::Draining, true, 9, 1),
-        10.0,
-        Some(ago(100_000)),
-        &s,
-    );
-    assert_eq!(plan.ecs, EcsDecision::None);
-}
-
-#[test]
-fn instance_reactivated_by_an_operator_only_loses_the_stale_mark() {
-    let plan = recovery(ecs(EcsStatus::Active, true, 10, 0), 85.0, None, &settings());
-    assert_eq!(plan.ecs, EcsDecision::RemoveStaleMark);
-}
-
-#[test]
-fn other_ecs_states_are_left_alone() {
-    let plan = recovery(
-        ecs(EcsStatus::Other("DEREGISTERING".into()), true, 10, 0),
-        99.0,
-        None,
-        &settings(),
-    );
-    assert_eq!(plan.ecs, EcsDecision::None);
-}
-
-#[test]
 fn etcd_on_the_docker_filesystem_is_a_finding() {
     let mut snap = snapshot(stats(50.0, 1.0), None, None);
     snap.volumes.push(VolumeSnapshot {
@@ -602,11 +401,4 @@ fn levels_are_remembered_for_hysteresis() {
         now(),
     );
     assert_eq!(second.level, Level::Prune);
-}
-
-#[test]
-fn history_points_use_the_sampled_values() {
-    let h = rising_history(50.0, 0.0, 5);
-    let p: Vec<&Point> = h.points(Volume::Docker).collect();
-    assert_eq!(p.len(), 6);
 }
