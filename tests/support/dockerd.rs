@@ -2,17 +2,24 @@
 //! socket, exec root, containerd and data root, so tests never touch the
 //! host's daemon or each other.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::loopfs::{LoopFs, LoopFsOptions, detach_loops_under, unmount_tree};
-use super::peer::{Bin, HttpResponse, PeerProcess, binary, http_unix, temp_dir};
+use super::http_client::{HttpResponse, http_unix};
+use super::leftovers::remove_shim_sockets;
+use super::loopfs::{LoopFs, LoopFsOptions};
+use super::mounts::unmount_tree;
+use super::peer::{Bin, binary, temp_dir};
+use super::procs::PeerProcess;
+
+/// The process and leftover helpers, at the paths they had before they moved
+/// to `procs.rs` and `leftovers.rs`.
+pub use super::leftovers::{shim_socket_paths, sweep_stale, sweep_stale_once};
+pub use super::procs::{ProcInfo, kill_processes_mentioning, processes};
 
 /// Startup on this kind of machine takes ~0.2 s; the margin is for loaded CI.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -279,164 +286,4 @@ impl Drop for Dockerd {
         unmount_tree(self.dir.path());
         unmount_tree(&self.data_root);
     }
-}
-
-/// Where containerd 1.6 puts a shim's ttrpc socket: outside every dir we
-/// own, at /run/containerd/s/<sha256("<containerd address>/<ns>/<id>")>.
-pub fn shim_socket_paths(keys: &[String]) -> Vec<PathBuf> {
-    if keys.is_empty() {
-        return Vec::new();
-    }
-    let script = r#"for k; do printf %s "$k" | sha256sum; done"#;
-    let out = Command::new("sh")
-        .args(["-c", script, "sh"])
-        .args(keys)
-        .output();
-    let Ok(out) = out else { return Vec::new() };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(|hex| Path::new("/run/containerd/s").join(hex))
-        .collect()
-}
-
-fn remove_shim_sockets(keys: &[String]) {
-    for socket in shim_socket_paths(keys) {
-        let _ = std::fs::remove_file(socket);
-    }
-}
-
-/// `<address>/<namespace>/<id>` of every live shim whose command line
-/// mentions `needle`, i.e. the keys of [`shim_socket_paths`].
-fn shim_keys_mentioning(needle: &str) -> Vec<String> {
-    let flag = |args: &[&str], name: &str| {
-        let i = args.iter().position(|a| *a == name)?;
-        args.get(i + 1).map(|v| (*v).to_owned())
-    };
-    processes()
-        .iter()
-        .filter(|p| p.cmdline.contains("containerd-shim") && p.cmdline.contains(needle))
-        .filter_map(|p| {
-            let args: Vec<&str> = p.cmdline.split(' ').collect();
-            let (ns, id) = (flag(&args, "-namespace")?, flag(&args, "-id")?);
-            Some(format!("{}/{ns}/{id}", flag(&args, "-address")?))
-        })
-        .collect()
-}
-
-// Process-tree and leftover cleanup helpers live here because dockerd is
-// the peer whose descendants (shims, containers) outlive it.
-
-/// A process as seen in /proc.
-#[derive(Debug, Clone)]
-pub struct ProcInfo {
-    pub pid: i32,
-    pub ppid: i32,
-    pub cmdline: String,
-}
-
-pub fn processes() -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // comm may contain spaces and parens; fields resume after the last ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let mut fields = rest.split(' ');
-        let state = fields.next()?;
-        if state == "Z" {
-            return None;
-        }
-        let ppid = fields.next()?.parse().ok()?;
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        Some(ProcInfo { pid, ppid, cmdline })
-    })
-    .collect()
-}
-
-/// SIGKILLs every live process whose command line mentions `needle`, plus all
-/// their descendants (container processes do not mention it), and waits
-/// briefly for them to go so their mounts are released.
-pub fn kill_processes_mentioning(needle: &str) -> usize {
-    let procs = processes();
-    let me = std::process::id() as i32;
-    let mut doomed: HashSet<i32> = procs
-        .iter()
-        .filter(|p| p.pid != me && p.cmdline.contains(needle))
-        .map(|p| p.pid)
-        .collect();
-    loop {
-        let before = doomed.len();
-        let children: Vec<i32> = procs
-            .iter()
-            .filter(|p| doomed.contains(&p.ppid))
-            .map(|p| p.pid)
-            .collect();
-        doomed.extend(children);
-        if doomed.len() == before {
-            break;
-        }
-    }
-    for pid in &doomed {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        let alive: HashSet<i32> = processes().into_iter().map(|p| p.pid).collect();
-        if doomed.iter().all(|p| !alive.contains(p)) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    doomed.len()
-}
-
-/// Once per test process: clean up after earlier test processes that died
-/// without running their guards (SIGKILL, abort, CI timeout). Only dirs whose
-/// owning pid is gone are touched, so concurrent test binaries are safe.
-pub fn sweep_stale_once() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        sweep_stale();
-    });
-}
-
-/// The sweep itself; returns the dirs it removed.
-pub fn sweep_stale() -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return Vec::new();
-    };
-    let mut swept = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("diskguard-t")
-            .and_then(|r| r.split('-').next())
-        else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            continue;
-        }
-        let dir = entry.path();
-        eprintln!(
-            "diskguard tests: cleaning up {} left by dead test process {pid}",
-            dir.display()
-        );
-        let needle = format!("{}/", dir.display());
-        let shim_keys = shim_keys_mentioning(&needle);
-        kill_processes_mentioning(&needle);
-        remove_shim_sockets(&shim_keys);
-        unmount_tree(&dir);
-        detach_loops_under(&dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        swept.push(dir);
-    }
-    swept
 }

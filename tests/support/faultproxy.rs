@@ -4,7 +4,7 @@
 //! ServerException), or after a delay. It counts requests per operation.
 //!
 //! Toward the client (the AWS SDK: hyper, keep-alive) it is an HTTP/1.1
-//! server that keeps connections alive properly (see `ecs_agent::http`);
+//! server that keeps connections alive properly (see `mockhttp.rs`);
 //! toward moto it opens one short HTTP/1.0 connection per request.
 //!
 //! What aws-sdk-ecs 1.157 (standard retry: 3 attempts, jittered backoff) makes
@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::ecs_agent::http::{Reply, Request, Response, Server};
-use super::peer::http_tcp;
+use super::http_client::http_tcp;
+use super::mockhttp::{Reply, Request, Response, Server};
 
 /// What an injected fault does.
 #[derive(Debug, Clone, PartialEq, Eq)]

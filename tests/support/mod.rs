@@ -16,11 +16,16 @@ pub mod ecs_agent;
 pub mod ecs_world;
 pub mod etcd;
 pub mod faultproxy;
+pub mod http_client;
 pub mod images;
 pub mod imds;
+pub mod leftovers;
 pub mod loopfs;
+pub mod mockhttp;
 pub mod moto;
+pub mod mounts;
 pub mod peer;
+pub mod procs;
 pub mod slowsock;
 
 pub use dockerd::Dockerd;
