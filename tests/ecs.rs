@@ -142,12 +142,12 @@ fn drains_past_90_percent_and_gives_back_after_recovery() {
     d.stop();
 }
 
-#[test]
-fn a_flat_disk_at_88_percent_does_not_drain() {
+/// A cluster, a 256 MiB disk filled to `pct` before diskguard starts (so its history
+/// begins flat), and diskguard with a 10 m drain lead over a 60 s forecast window.
+fn forecast_world(pct: f64) -> (Cluster, LoopFs, tempfile::TempDir, Daemon) {
     let c = cluster(10);
     let mut fs = LoopFs::new(256);
-    // Filled before diskguard starts, so its whole history is flat.
-    fs.fill_to_used_percent(88.0);
+    fs.fill_to_used_percent(pct);
     let tmp = tempfile::tempdir().expect("tempdir");
     let cfg = config(
         tmp.path(),
@@ -155,7 +155,13 @@ fn a_flat_disk_at_88_percent_does_not_drain() {
         &c.agent.url(),
         "drain_lead = \"10m\"\nforecast_window = \"60s\"",
     );
-    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    let d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    (c, fs, tmp, d)
+}
+
+#[test]
+fn a_flat_disk_at_88_percent_does_not_drain() {
+    let (c, _fs, _tmp, mut d) = forecast_world(88.0);
     d.drain_for(Duration::from_secs(36));
     assert_eq!(
         c.status(),
@@ -168,17 +174,7 @@ fn a_flat_disk_at_88_percent_does_not_drain() {
 
 #[test]
 fn a_steady_fill_drains_before_90_percent() {
-    let c = cluster(10);
-    let mut fs = LoopFs::new(256);
-    fs.fill_to_used_percent(81.0);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = config(
-        tmp.path(),
-        fs.path(),
-        &c.agent.url(),
-        "drain_lead = \"10m\"\nforecast_window = \"60s\"",
-    );
-    let mut d = daemon(&c, &cfg, &c.moto.endpoint(), &[]);
+    let (c, fs, _tmp, mut d) = forecast_world(81.0);
 
     // ~0.5 MiB/s from 81 %: full in a few minutes, well inside the 10 m lead, while the
     // forecast needs 30 s of history first.

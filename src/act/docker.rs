@@ -10,8 +10,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
-use super::PlanReceiver;
 use super::reclaim::{PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass, rung_name};
+use super::{PlanReceiver, next_plan};
 use crate::config::Settings;
 use crate::policy::Plan;
 use crate::report::counters::Counters;
@@ -98,15 +98,10 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
     tick.reset();
     loop {
         tokio::select! {
-            changed = plans.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let plan = plans.borrow_and_update().clone();
-                if let Some(plan) = plan {
-                    actor.consider(&plan).await;
-                }
-            }
+            plan = next_plan(&mut plans) => match plan {
+                Some(plan) => actor.consider(&plan).await,
+                None => break,
+            },
             _ = stale.notified() => {
                 tokio::time::sleep(EVENT_DEBOUNCE).await;
                 actor.refresh().await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::PlanReceiver;
+use super::{PlanReceiver, next_plan};
 use crate::config::{Settings, Toggle};
 use crate::error::chain;
 use crate::policy::{EcsDecision, Plan};
@@ -112,15 +112,10 @@ pub async fn run(
     tick.reset();
     loop {
         tokio::select! {
-            changed = plans.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let plan = plans.borrow_and_update().clone();
-                if let Some(plan) = plan {
-                    actor.consider(&plan).await;
-                }
-            }
+            plan = next_plan(&mut plans) => match plan {
+                Some(plan) => actor.consider(&plan).await,
+                None => break,
+            },
             _ = tick.tick() => actor.refresh().await,
         }
     }

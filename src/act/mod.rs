@@ -18,6 +18,16 @@ use crate::policy::Plan;
 /// The newest plan, or `None` before the first.
 pub type PlanReceiver = watch::Receiver<Option<Arc<Plan>>>;
 
+/// The next plan, waiting for one; `None` once the channel has closed (shutdown).
+pub async fn next_plan(plans: &mut PlanReceiver) -> Option<Arc<Plan>> {
+    loop {
+        plans.changed().await.ok()?;
+        if let Some(plan) = plans.borrow_and_update().clone() {
+            return Some(plan);
+        }
+    }
+}
+
 /// The running actors and the channel that feeds them.
 #[derive(Debug)]
 pub struct Actors {
