@@ -61,6 +61,7 @@ struct Actor {
     /// Step ids last reported in observe mode, so each plan is logged once.
     observed: Vec<String>,
     writers_at: Option<Instant>,
+    writers_task: Option<tokio::task::JoinHandle<()>>,
     /// The inventory could not be read last time (said once per outage).
     inventory_failing: bool,
 }
@@ -85,6 +86,7 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
         last_pass: None,
         observed: Vec::new(),
         writers_at: None,
+        writers_task: None,
         inventory_failing: false,
     };
     actor.refresh().await;
@@ -110,6 +112,9 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
         }
     }
     events.abort();
+    if let Some(t) = actor.writers_task.take() {
+        t.abort();
+    }
 }
 
 /// Connects, retrying with backoff; says so once, not every attempt. `None` on shutdown.
@@ -171,9 +176,13 @@ impl Actor {
                 self.pass(plan).await;
             }
         }
-        if self.writers_at.is_none_or(|t| t.elapsed() >= WRITERS_EVERY) {
+        let measuring = self.writers_task.as_ref().is_some_and(|t| !t.is_finished());
+        if !measuring && self.writers_at.is_none_or(|t| t.elapsed() >= WRITERS_EVERY) {
             self.writers_at = Some(Instant::now());
-            self.measure_writers().await;
+            // A size walk can take minutes on a busy engine (moby#31719): it runs on its
+            // own, so that the next pass never waits for it.
+            let (source, out) = (self.source.clone(), self.out.writers.clone());
+            self.writers_task = Some(tokio::spawn(measure_writers(source, out)));
         }
     }
 
@@ -253,24 +262,21 @@ impl Actor {
         self.last_pass = Some((Instant::now(), removed));
         self.refresh().await;
     }
+}
 
-    async fn measure_writers(&mut self) {
-        match tokio::time::timeout(
-            Duration::from_secs(60),
-            top_writers(&self.source, TOP_WRITERS),
-        )
-        .await
-        {
-            Ok(Ok(writers)) => {
-                if writers != *self.out.writers.borrow() && !writers.is_empty() {
-                    let list: Vec<String> = writers.iter().map(ToString::to_string).collect();
-                    warn!(top_writer = %writers[0].name, "top writers on the Docker volume: {}", list.join(", "));
-                }
-                self.out.writers.send_replace(writers);
+/// Ranks the containers by what they hold and publishes the top ones; logs them when
+/// they change.
+async fn measure_writers(source: DockerSource, out: watch::Sender<Vec<TopWriter>>) {
+    match tokio::time::timeout(Duration::from_secs(60), top_writers(&source, TOP_WRITERS)).await {
+        Ok(Ok(writers)) => {
+            if writers != *out.borrow() && !writers.is_empty() {
+                let list: Vec<String> = writers.iter().map(ToString::to_string).collect();
+                warn!(top_writer = %writers[0].name, "top writers on the Docker volume: {}", list.join(", "));
             }
-            Ok(Err(e)) => warn!(error = %crate::error::chain(&e), "cannot measure container sizes"),
-            Err(_) => warn!("measuring container sizes took over 60 s; skipped"),
+            out.send_replace(writers);
         }
+        Ok(Err(e)) => warn!(error = %crate::error::chain(&e), "cannot measure container sizes"),
+        Err(_) => warn!("measuring container sizes took over 60 s; skipped"),
     }
 }
 
