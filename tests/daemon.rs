@@ -152,7 +152,7 @@ fn notify_protocol_holds(sock: UnixDatagram, socket_name: &str) {
     assert!(pings.len() >= 4, "{} pings in 3 s", pings.len());
     for pair in pings.windows(2) {
         let gap = pair[1].0 - pair[0].0;
-        assert!(gap < Duration::from_millis(900), "watchdog gap {gap:?}");
+        assert!(gap < Duration::from_secs(1), "watchdog gap {gap:?}");
     }
     assert!(
         heard.with("STATUS=").is_empty(),

@@ -359,7 +359,7 @@ fn drain_survives_throttling_and_server_errors_while_sampling_and_watchdog_go_on
     assert!(pings.len() >= 2, "watchdog pings while ECS failed");
     for w in pings.windows(2) {
         assert!(
-            w[1] - w[0] < Duration::from_millis(900),
+            w[1] - w[0] < Duration::from_secs(1),
             "watchdog gap {:?}",
             w[1] - w[0]
         );
