@@ -96,9 +96,9 @@ fn dockerd_killed_mid_pass_then_restarted_and_the_next_pass_completes() {
     for i in 0..40 {
         import_image(&d, &format!("img{i}:v1"), MIB);
     }
-    // Each request waits 150 ms on its way to dockerd, so the pass takes long enough to
+    // Each request waits 300 ms on its way to dockerd, so the pass takes long enough to
     // be interrupted.
-    let slow = SlowSocket::start(&d.socket(), Duration::from_millis(150));
+    let slow = SlowSocket::start(&d.socket(), Duration::from_millis(300));
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = write_config(tmp.path(), &slow.docker_host(), d.data_root(), "");
     std::thread::sleep(Duration::from_millis(1100));
@@ -107,7 +107,8 @@ fn dockerd_killed_mid_pass_then_restarted_and_the_next_pass_completes() {
 
     d.loopfs_mut().expect("loop fs").fill_to_used_percent(85.0);
     daemon.wait_for("reclaim pass started", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(400));
+    // At once: every request waits 300 ms in the forwarder before it reaches dockerd, so
+    // the first removals in flight find it dead.
     d.kill9();
     let (_, done) = daemon.wait_for("reclaim pass done", Duration::from_secs(120));
     assert!(
