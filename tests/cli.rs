@@ -26,7 +26,8 @@ fn config_for(dir: &Path, docker_root: &Path, extra: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[docker]\nroot = {:?}\n[etcd]\nenabled = false\n{extra}",
+            // A socket that does not exist: these tests must never reach the host's Docker.
+            "[docker]\nroot = {:?}\nhost = \"unix:///nonexistent/docker.sock\"\n[etcd]\nenabled = false\n{extra}",
             docker_root.display().to_string()
         ),
     )

@@ -67,7 +67,8 @@ fn write_config(dir: &Path, root: &Path) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[sample]\ninterval = \"200ms\"\n[docker]\nroot = {:?}\n[etcd]\nenabled = false\n",
+            // A socket that does not exist: these tests must never reach the host's Docker.
+            "[sample]\ninterval = \"200ms\"\n[docker]\nroot = {:?}\nhost = \"unix:///nonexistent/docker.sock\"\n[etcd]\nenabled = false\n",
             root.display().to_string()
         ),
     )
