@@ -42,6 +42,16 @@ fn start(peer: &CwPeer, cfg: &Path) -> Daemon {
     d
 }
 
+/// The peer, an empty 64 MiB disk, and diskguard publishing with `cloudwatch` settings.
+fn world(cloudwatch: &str) -> (CwPeer, LoopFs, tempfile::TempDir, Daemon) {
+    let peer = CwPeer::start();
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), cloudwatch);
+    let d = start(&peer, &cfg);
+    (peer, fs, tmp, d)
+}
+
 fn host() -> String {
     diskguard::report::cloudwatch::hostname()
 }
@@ -154,16 +164,8 @@ fn what_was_on_disk_reads_back_with_one_call_per_interval() {
 
 #[test]
 fn an_outage_is_buffered_and_every_interval_arrives_once_with_its_own_timestamp() {
-    let peer = CwPeer::start();
-    let fs = LoopFs::new(64);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = config(
-        tmp.path(),
-        fs.path(),
-        "interval = \"2s\"\nhigh_resolution = true",
-    );
     let began = SystemTime::now();
-    let mut d = start(&peer, &cfg);
+    let (peer, _fs, _tmp, mut d) = world("interval = \"2s\"\nhigh_resolution = true");
     std::thread::sleep(Duration::from_secs(4));
     // Down for five intervals.
     peer.go_down();
@@ -196,15 +198,8 @@ fn an_outage_is_buffered_and_every_interval_arrives_once_with_its_own_timestamp(
 
 #[test]
 fn a_buffer_smaller_than_the_outage_drops_the_oldest_and_counts_it() {
-    let peer = CwPeer::start();
-    let fs = LoopFs::new(64);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = config(
-        tmp.path(),
-        fs.path(),
-        "interval = \"1s\"\nhigh_resolution = true\nmax_buffered_intervals = 2",
-    );
-    let mut d = start(&peer, &cfg);
+    let (peer, _fs, _tmp, mut d) =
+        world("interval = \"1s\"\nhigh_resolution = true\nmax_buffered_intervals = 2");
     std::thread::sleep(Duration::from_secs(2));
     peer.go_down();
     let (_, first) = d.wait_for("dropped the oldest", Duration::from_secs(20));
@@ -218,12 +213,8 @@ fn a_buffer_smaller_than_the_outage_drops_the_oldest_and_counts_it() {
 
 #[test]
 fn sigterm_flushes_the_current_interval_within_two_seconds() {
-    let peer = CwPeer::start();
-    let fs = LoopFs::new(64);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = config(tmp.path(), fs.path(), "interval = \"60s\"");
     let began = SystemTime::now();
-    let d = start(&peer, &cfg);
+    let (peer, _fs, _tmp, d) = world("interval = \"60s\"");
     std::thread::sleep(Duration::from_secs(2));
     // Usually 0; 1 when the run happened to cross a minute boundary.
     let before = peer.calls("PutMetricData");

@@ -153,12 +153,7 @@ impl EcsClient {
     /// finds the mark and simply repeats it; an instance never ends up DRAINING without
     /// the mark that lets diskguard give it back.
     pub async fn drain(&self, at: SystemTime) -> Result<(), EcsError> {
-        let mark = Attribute::builder()
-            .name(DRAINED_AT)
-            .value(rfc3339(at))
-            .target_id(self.arn())
-            .build()
-            .map_err(|e| call_error("PutAttributes", self.arn(), e))?;
+        let mark = self.mark("PutAttributes", Some(rfc3339(at)))?;
         self.client
             .put_attributes()
             .cluster(self.cluster())
@@ -189,13 +184,19 @@ impl EcsClient {
         Ok(())
     }
 
-    async fn delete_mark(&self, value: Option<&str>) -> Result<(), EcsError> {
-        let mark = Attribute::builder()
+    /// The ownership mark on this instance, by full ARN (no target type: AWS and moto
+    /// both take the id from the ARN then).
+    fn mark(&self, op: &'static str, value: Option<String>) -> Result<Attribute, EcsError> {
+        Attribute::builder()
             .name(DRAINED_AT)
-            .set_value(value.map(str::to_owned))
+            .set_value(value)
             .target_id(self.arn())
             .build()
-            .map_err(|e| call_error("DeleteAttributes", self.arn(), e))?;
+            .map_err(|e| call_error(op, self.arn(), e))
+    }
+
+    async fn delete_mark(&self, value: Option<&str>) -> Result<(), EcsError> {
+        let mark = self.mark("DeleteAttributes", value.map(str::to_owned))?;
         self.client
             .delete_attributes()
             .cluster(self.cluster())
