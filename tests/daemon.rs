@@ -147,6 +147,16 @@ fn notify_protocol_holds(sock: UnixDatagram, socket_name: &str) {
         "STATUS= after the level changed: {:?}",
         heard.messages
     );
+    // The fill may still be landing when the first prune STATUS= goes out (84 % then
+    // 85 %): wait until the summary matches the final usage before listening for quiet.
+    let settled = format!("STATUS=docker {:.0}%", fs.usage().used_percent().round());
+    if !statuses.iter().any(|(_, s)| s.contains(&settled)) {
+        Heard::listen(
+            &sock,
+            |m| m.iter().any(|(_, s)| s.contains(&settled)),
+            Duration::from_secs(5),
+        );
+    }
     // Over 3 s, WATCHDOG=1 about every 500 ms and never a gap the watchdog would punish.
     let heard = Heard::listen(&sock, |_| false, Duration::from_secs(3));
     let pings = heard.with("WATCHDOG=1");

@@ -1,23 +1,19 @@
 //! One reclaim pass: carry out the policy's ladder against the Engine API, in order,
 //! with bounded concurrency and a time bound, re-reading statvfs before each removal and
-//! stopping at the target. The engine's own refusal to delete anything in use (no
-//! `force`, ever) is the last line of defence behind the policy's protections.
+//! stopping at the target. The removals themselves are `crate::docker::remove`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bollard::errors::Error as BollardError;
-use bollard::query_parameters::{
-    ListContainersOptions, PruneBuildOptions, RemoveContainerOptions, RemoveImageOptions,
-};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 
 use crate::policy::{ReclaimStep, Rung};
-use crate::report::human_bytes;
-use crate::sample::docker::{CALL_TIMEOUT, DockerSource};
+use crate::human;
+pub use crate::docker::Outcome;
+use crate::docker::{DockerSource, remove};
 use crate::sample::{FsStats, stat};
 
 /// Removals in flight at once. dockerd serialises much of an image delete internally;
@@ -37,18 +33,6 @@ pub struct PassSettings {
     pub target_percent: f64,
     pub concurrency: usize,
     pub deadline: Duration,
-}
-
-/// What happened to one step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
-pub enum Outcome {
-    Removed,
-    /// The engine refused: the item became in use between plan and act.
-    InUse(String),
-    /// Already gone (removed by someone else, or twice planned).
-    Gone,
-    Failed(String),
 }
 
 /// The record of a pass, for logs, counters and `prune`'s output.
@@ -105,13 +89,13 @@ impl PassReport {
         }
         let per_rung: Vec<String> = rungs
             .iter()
-            .map(|(r, (n, b))| format!("{} {n} (~{})", rung_name(*r), human_bytes(*b)))
+            .map(|(r, (n, b))| format!("{} {n} (~{})", rung_name(*r), human::bytes(*b)))
             .collect();
         let pct =
             |s: Option<FsStats>| s.map_or("?".to_owned(), |s| format!("{:.1}%", s.used_percent()));
         format!(
             "freed {} ({} → {}) in {:.1}s: {}; {} skipped in use, {} already gone, {} errors{}{}",
-            human_bytes(self.reclaimed_bytes()),
+            human::bytes(self.reclaimed_bytes()),
             pct(self.before),
             pct(self.after),
             self.elapsed.as_secs_f64(),
@@ -223,106 +207,12 @@ pub async fn run_pass(
     report
 }
 
-fn classify(e: &BollardError) -> Outcome {
-    match e {
-        BollardError::DockerResponseServerError {
-            status_code: 404, ..
-        } => Outcome::Gone,
-        BollardError::DockerResponseServerError {
-            status_code: 409,
-            message,
-        } => Outcome::InUse(message.clone()),
-        other => Outcome::Failed(other.to_string()),
-    }
-}
-
-async fn bounded<T>(call: impl Future<Output = Result<T, BollardError>>) -> Result<T, Outcome> {
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(classify(&e)),
-        Err(_) => Err(Outcome::Failed(format!(
-            "no answer within {CALL_TIMEOUT:?}"
-        ))),
-    }
-}
-
 /// Removes one item. Returns the outcome and, for the build cache, the bytes the engine
 /// says it freed.
 async fn remove(source: &DockerSource, step: &ReclaimStep) -> (Outcome, u64) {
-    let docker = &source.docker;
     match step.rung {
-        Rung::StoppedContainer => {
-            // v=false: anonymous volumes stay; volumes are never diskguard's to remove.
-            let opts = RemoveContainerOptions {
-                v: false,
-                force: false,
-                link: false,
-            };
-            (
-                bounded(docker.remove_container(&step.id, Some(opts)))
-                    .await
-                    .err()
-                    .unwrap_or(Outcome::Removed),
-                0,
-            )
-        }
-        Rung::DanglingImage | Rung::UnusedImage => (remove_image(source, &step.id).await, 0),
-        Rung::BuildCache => {
-            let opts = PruneBuildOptions {
-                all: Some(true),
-                ..Default::default()
-            };
-            match bounded(docker.prune_build(Some(opts))).await {
-                Ok(r) => (
-                    Outcome::Removed,
-                    r.space_reclaimed
-                        .and_then(|b| u64::try_from(b).ok())
-                        .unwrap_or(0),
-                ),
-                Err(o) => (o, 0),
-            }
-        }
-    }
-}
-
-/// By id and without force, so the engine refuses anything in use. An image with several
-/// tags cannot be deleted by id without force; then, if no container uses it, each tag is
-/// removed by name and the last removal deletes the image.
-async fn remove_image(source: &DockerSource, id: &str) -> Outcome {
-    let docker = &source.docker;
-    let opts = || RemoveImageOptions {
-        force: false,
-        noprune: false,
-        ..Default::default()
-    };
-    match bounded(docker.remove_image(id, Some(opts()), None)).await {
-        Ok(_) => Outcome::Removed,
-        Err(Outcome::InUse(msg)) if msg.contains("referenced in multiple repositories") => {
-            let filters =
-                std::collections::HashMap::from([("ancestor".to_owned(), vec![id.to_owned()])]);
-            let users = ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            };
-            match bounded(docker.list_containers(Some(users))).await {
-                Ok(users) if users.is_empty() => {}
-                Ok(_) => return Outcome::InUse(msg),
-                Err(o) => return o,
-            }
-            let tags = match bounded(docker.inspect_image(id)).await {
-                Ok(i) => i.repo_tags.unwrap_or_default(),
-                Err(o) => return o,
-            };
-            for tag in tags {
-                if let Err(o) = bounded(docker.remove_image(&tag, Some(opts()), None)).await {
-                    if o != Outcome::Gone {
-                        return o;
-                    }
-                }
-            }
-            Outcome::Removed
-        }
-        Err(o) => o,
+        Rung::StoppedContainer => (remove::remove_container(source, &step.id).await, 0),
+        Rung::DanglingImage | Rung::UnusedImage => (remove::remove_image(source, &step.id).await, 0),
+        Rung::BuildCache => remove::prune_build_cache(source).await,
     }
 }

@@ -2,13 +2,11 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
-use super::{Cli, Command, ConfigCommand};
-use crate::config::{self, DEFAULT_CONFIG_PATH, Mode, Settings};
-use crate::error::Error;
-use crate::policy::{Level, Plan, State, decide};
-use crate::sample::{FsSampler, History};
+use super::{Cli, Command, ConfigCommand, Error};
+use crate::config::{self, DEFAULT_CONFIG_PATH, Mode};
+use crate::daemon::oneshot::{Reads, look, runtime};
+use crate::policy::{Level, Plan};
 
 /// Runs the command; `Ok` carries the exit code.
 pub fn run(cli: Cli) -> Result<u8, Error> {
@@ -16,10 +14,10 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Some(p) => (p, true),
         None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
     };
-    let settings = config::load(&path, !explicit)?;
+    let mut settings = config::load(&path, !explicit)?;
+    let one_shot = || runtime().map_err(Error::Runtime);
     match cli.command {
         Command::Run { observe } => {
-            let mut settings = settings;
             if observe {
                 settings.mode = Mode::Observe;
             }
@@ -27,29 +25,33 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             Ok(0)
         }
         Command::Status { json } => {
-            print(&super::status::status(&settings, json))?;
+            print(&one_shot()?.block_on(super::status::status(&settings, json)))?;
             Ok(0)
         }
-        Command::Prune { dry_run } => match super::prune::prune(&settings, dry_run) {
-            Ok((text, code)) => {
-                print(&text)?;
-                Ok(code)
-            }
-            Err(why) => {
-                eprintln!("diskguard: prune: {why}");
-                Ok(crate::error::EXIT_FAILURE)
-            }
-        },
-        Command::Drain => {
-            finish(super::status::one_shot_runtime().block_on(super::ecs::drain(&settings)))
+        Command::Prune { dry_run } => {
+            let (text, code) = one_shot()?.block_on(super::prune::prune(&settings, dry_run))?;
+            print(&text)?;
+            Ok(code)
         }
-        Command::Undrain { force } => finish(
-            super::status::one_shot_runtime().block_on(super::ecs::undrain(&settings, force)),
-        ),
+        Command::Drain => {
+            print(&one_shot()?.block_on(super::ecs::drain(&settings))?)?;
+            Ok(0)
+        }
+        Command::Undrain { force } => {
+            print(&one_shot()?.block_on(super::ecs::undrain(&settings, force))?)?;
+            Ok(0)
+        }
         Command::Check => {
-            let (_, plan) = sample_once(&settings);
-            let (code, word) = check_code(&plan);
-            let detail: Vec<String> = plan
+            let shot = one_shot()?.block_on(look(
+                &settings,
+                Reads {
+                    docker: false,
+                    ecs: true,
+                },
+            ));
+            let (code, word) = check_code(&shot.plan);
+            let mut detail: Vec<String> = shot
+                .plan
                 .volumes
                 .iter()
                 .map(|v| match &v.error {
@@ -57,11 +59,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     None => format!("{} {:.1}% ({})", v.volume, v.usage_percent, v.level),
                 })
                 .collect();
-            // The instance's ECS state, when it can be had quickly; never changes the code.
-            let mut detail = detail;
-            if let Ok(Some((_, view))) =
-                super::status::one_shot_runtime().block_on(super::ecs::connect(&settings))
-            {
+            // The instance's ECS state, when it could be had; it never changes the code.
+            if let Some(view) = &shot.snapshot.ecs {
                 detail.push(format!(
                     "ECS {}{}",
                     view.status.as_str(),
@@ -94,32 +93,6 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         } => {
             print(&config::defaults_toml())?;
             Ok(0)
-        }
-    }
-}
-
-/// One sample and the plan for it, with no history (so no forecast).
-fn sample_once(settings: &Settings) -> (crate::sample::Snapshot, Plan) {
-    let now = SystemTime::now();
-    let snapshot = FsSampler::new(settings).sample(now);
-    let history = History::new(
-        settings.thresholds.forecast_window,
-        settings.sample.interval,
-    );
-    let plan = decide(&snapshot, &history, &State::default(), settings, now);
-    (snapshot, plan)
-}
-
-/// Prints a command's output, or its reason for failing on stderr (exit 1).
-fn finish(result: Result<(String, u8), String>) -> Result<u8, Error> {
-    match result {
-        Ok((text, code)) => {
-            print(&text)?;
-            Ok(code)
-        }
-        Err(why) => {
-            eprintln!("diskguard: {why}");
-            Ok(crate::error::EXIT_FAILURE)
         }
     }
 }

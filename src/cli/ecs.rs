@@ -1,45 +1,16 @@
-//! `drain`, `undrain [--force]`, and the ECS part of `status` and `check`.
+//! `drain` and `undrain [--force]`: the daemon's drain and give-back, by hand, with the
+//! same ownership rules.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::config::{Settings, Toggle};
-use crate::error::chain;
-use crate::sample::ecs::{Discovery, ECS_CONFIG_PATH, EcsClient, discover, sdk_config};
+use super::Error;
+use crate::config::Settings;
+use crate::daemon::oneshot::read_ecs;
+use crate::ecs::{DRAINED_AT, EcsClient};
 use crate::sample::{EcsStatus, EcsView};
 
-/// How long a one-shot command waits for ECS.
-const ECS_PATIENCE: Duration = Duration::from_secs(15);
-
-/// Finds this container instance and reads it. `Ok(None)` when ECS is off in the config.
-pub async fn connect(settings: &Settings) -> Result<Option<(EcsClient, EcsView)>, String> {
-    if settings.ecs.enabled == Toggle::Off {
-        return Ok(None);
-    }
-    let work = async {
-        let sdk = tokio::sync::OnceCell::new();
-        let identity = match discover(&settings.ecs, ECS_CONFIG_PATH.as_ref(), &sdk).await {
-            Discovery::Found(id) => id,
-            Discovery::Missing {
-                introspection,
-                fallback,
-            } => {
-                return Err(format!(
-                    "no ECS container instance found: introspection at {} {introspection}; {fallback}",
-                    settings.ecs.introspection_url
-                ));
-            }
-        };
-        let client = EcsClient::new(sdk.get_or_init(sdk_config).await, identity);
-        let view = client.view().await.map_err(|e| chain(&e))?;
-        Ok(Some((client, view)))
-    };
-    tokio::time::timeout(ECS_PATIENCE, work)
-        .await
-        .unwrap_or_else(|_| Err(format!("ECS did not answer within {ECS_PATIENCE:?}")))
-}
-
-fn describe(view: &EcsView) -> String {
+pub fn describe(view: &EcsView) -> String {
     format!(
         "{} in cluster {} is {}{}",
         view.container_instance_arn,
@@ -53,44 +24,43 @@ fn describe(view: &EcsView) -> String {
     )
 }
 
+async fn connect(settings: &Settings) -> Result<(EcsClient, EcsView), Error> {
+    read_ecs(settings).await?.ok_or(Error::EcsOff)
+}
+
 /// `drain`: set DRAINING with the ownership mark, unless it already is.
-pub async fn drain(settings: &Settings) -> Result<(String, u8), String> {
-    let Some((client, view)) = connect(settings).await? else {
-        return Err("ECS is off in the configuration (ecs.enabled = false)".into());
-    };
+pub async fn drain(settings: &Settings) -> Result<String, Error> {
+    let (client, view) = connect(settings).await?;
     let mut out = String::new();
     match view.status {
         EcsStatus::Draining => {
             let _ = writeln!(out, "already DRAINING: {}", describe(&view));
-            return Ok((out, 0));
+            return Ok(out);
         }
-        EcsStatus::Other(s) => {
-            return Err(format!(
-                "{} is {s}: only an ACTIVE instance can be drained",
-                view.container_instance_arn
-            ));
+        EcsStatus::Other(status) => {
+            return Err(Error::WrongState {
+                arn: view.container_instance_arn,
+                status,
+                wanted: "an ACTIVE",
+                verb: "drained",
+            });
         }
         EcsStatus::Active => {}
     }
     if settings.observe_only() {
         let _ = writeln!(out, "observe mode: would drain {}", describe(&view));
-        return Ok((out, 0));
+        return Ok(out);
     }
-    client
-        .drain(SystemTime::now())
-        .await
-        .map_err(|e| chain(&e))?;
-    let after = client.view().await.map_err(|e| chain(&e))?;
+    client.drain(SystemTime::now()).await?;
+    let after = client.view().await?;
     let _ = writeln!(out, "drained: {}", describe(&after));
-    Ok((out, 0))
+    Ok(out)
 }
 
 /// `undrain`: give back an instance diskguard drained; `force` also one drained by
 /// someone else.
-pub async fn undrain(settings: &Settings, force: bool) -> Result<(String, u8), String> {
-    let Some((client, view)) = connect(settings).await? else {
-        return Err("ECS is off in the configuration (ecs.enabled = false)".into());
-    };
+pub async fn undrain(settings: &Settings, force: bool) -> Result<String, Error> {
+    let (client, view) = connect(settings).await?;
     let mut out = String::new();
     let ours = view.drained_at.is_some();
     match view.status {
@@ -98,8 +68,7 @@ pub async fn undrain(settings: &Settings, force: bool) -> Result<(String, u8), S
             if ours && !settings.observe_only() {
                 client
                     .remove_mark(view.drained_at.as_deref().unwrap_or_default())
-                    .await
-                    .map_err(|e| chain(&e))?;
+                    .await?;
                 let _ = writeln!(
                     out,
                     "already ACTIVE; removed diskguard's stale drain mark: {}",
@@ -108,37 +77,35 @@ pub async fn undrain(settings: &Settings, force: bool) -> Result<(String, u8), S
             } else {
                 let _ = writeln!(out, "already ACTIVE: {}", describe(&view));
             }
-            return Ok((out, 0));
+            return Ok(out);
         }
-        EcsStatus::Other(s) => {
-            return Err(format!(
-                "{} is {s}: only a DRAINING instance can be set ACTIVE",
-                view.container_instance_arn
-            ));
+        EcsStatus::Other(status) => {
+            return Err(Error::WrongState {
+                arn: view.container_instance_arn,
+                status,
+                wanted: "a DRAINING",
+                verb: "set ACTIVE",
+            });
         }
         EcsStatus::Draining if !ours && !force => {
-            return Err(format!(
-                "{} was set DRAINING by someone else (no {} attribute): leaving it; use --force to override",
-                view.container_instance_arn,
-                crate::sample::ecs::DRAINED_AT
-            ));
+            return Err(Error::DrainedByOthers {
+                arn: view.container_instance_arn,
+                mark: DRAINED_AT,
+            });
         }
         EcsStatus::Draining => {}
     }
     if settings.observe_only() {
         let _ = writeln!(out, "observe mode: would set ACTIVE {}", describe(&view));
-        return Ok((out, 0));
+        return Ok(out);
     }
-    client
-        .activate(view.drained_at.as_deref())
-        .await
-        .map_err(|e| chain(&e))?;
-    let after = client.view().await.map_err(|e| chain(&e))?;
+    client.activate(view.drained_at.as_deref()).await?;
+    let after = client.view().await?;
     let _ = writeln!(
         out,
         "set ACTIVE{}: {}",
         if ours { "" } else { " (forced)" },
         describe(&after)
     );
-    Ok((out, 0))
+    Ok(out)
 }

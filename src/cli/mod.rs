@@ -2,6 +2,7 @@
 
 mod commands;
 mod ecs;
+mod error;
 mod prune;
 mod status;
 
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use commands::run;
+pub use error::Error;
 
 /// Keeps ECS container instances alive when Docker's or etcd's disk fills up.
 #[derive(Debug, Parser)]

@@ -3,25 +3,23 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use super::status::{one_shot_runtime, read_docker};
+use super::Error;
 use crate::act::reclaim::{Outcome, PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass};
 use crate::config::Settings;
+use crate::daemon::oneshot::read_docker;
 use crate::policy::{Level, ReclaimStep, level_for, plan_reclaim, reclaim_goal};
-use crate::report::human_bytes;
+use crate::human;
 use crate::sample::{Volume, stat};
 
 /// What `prune` prints and its exit code, or why it could not run at all.
-pub fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), String> {
-    one_shot_runtime().block_on(async {
+pub async fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), Error> {
+    {
         let root = &settings.docker.root;
-        let stats = match stat(root) {
-            Ok(s) => s,
-            Err(e) => return Err(format!("cannot read {}: {e}", root.display())),
-        };
-        let (source, inventory) = match read_docker(settings).await {
-            Ok(v) => v,
-            Err(e) => return Err(e),
-        };
+        let stats = stat(root).map_err(|source| Error::Volume {
+            path: root.clone(),
+            source,
+        })?;
+        let (source, inventory) = read_docker(settings).await?;
         let target = settings.thresholds.prune_target;
         let usage = stats.used_percent().max(stats.inodes_used_percent());
         let critical = level_for(usage, &settings.thresholds) >= Level::Critical;
@@ -38,7 +36,7 @@ pub fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), String>
             out,
             "{} at {usage:.1}%, goal ≤ {target}%: {} to free{}",
             Volume::Docker,
-            goal.map_or("inodes".to_owned(), human_bytes),
+            goal.map_or("inodes".to_owned(), human::bytes),
             if critical {
                 " (critical: minimum ages ignored)"
             } else {
@@ -58,7 +56,7 @@ pub fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), String>
                 out,
                 "total: {} items, ~{} (dry run: nothing removed)",
                 steps.len(),
-                human_bytes(total)
+                human::bytes(total)
             );
             return Ok((out, 0));
         }
@@ -87,7 +85,7 @@ pub fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), String>
         let _ = writeln!(out, "{}", report.summary());
         let code = u8::from(report.errors() > 0 || report.aborted);
         Ok((out, code))
-    })
+    }
 }
 
 /// `would    unused_image        sha256:…  app:v1  7.0 MiB`
@@ -100,6 +98,6 @@ fn line(word: &str, s: &ReclaimStep) -> String {
         "{word:<8} {rung:<18} {} {} {}",
         s.id,
         s.name.replace(' ', "_"),
-        human_bytes(s.bytes)
+        human::bytes(s.bytes)
     )
 }

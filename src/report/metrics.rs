@@ -218,7 +218,12 @@ impl Aggregator {
             };
             self.add("Draining", Scope::Instance, Unit::None, draining);
             self.draining = Some(draining);
-            self.cluster = Some(ecs.cluster.clone());
+        }
+        // From the identity, not from a successful read of ECS: a metric must keep its
+        // dimensions through an ECS outage, or it becomes another metric that the
+        // dashboard and the alarms do not see.
+        if let Some(cluster) = &snapshot.cluster {
+            self.cluster = Some(cluster.clone());
         }
         if let Some(etcd) = &snapshot.etcd {
             if etcd.quota_bytes > 0 {

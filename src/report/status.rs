@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::human_bytes;
+use crate::human;
 use crate::config::{Mode, Settings, Toggle};
 use crate::policy::{Driver, EcsDecision, Finding, Level, Plan};
-use crate::sample::docker::TopWriter;
+use crate::docker::TopWriter;
 use crate::sample::{EcsView, EtcdView, MountInfo, Snapshot, Volume};
 
 /// Why diskguard is in local mode, shown in `status` and in the first log lines.
@@ -232,7 +232,7 @@ impl StatusReport {
                 level,
                 pct(v.used_percent),
                 pct(v.inodes_used_percent),
-                v.free_bytes.map_or("-".to_owned(), human_bytes),
+                v.free_bytes.map_or("-".to_owned(), human::bytes),
                 ttf,
                 v.path,
                 mount
@@ -279,7 +279,7 @@ impl StatusReport {
             for item in &self.plan {
                 let bytes = item
                     .bytes
-                    .map_or(String::new(), |b| format!("  {}", human_bytes(b)));
+                    .map_or(String::new(), |b| format!("  {}", human::bytes(b)));
                 let name = item
                     .name
                     .as_ref()

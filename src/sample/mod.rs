@@ -1,12 +1,10 @@
-//! Reading the world: filesystems now, and plain-data descriptions of Docker, ECS and etcd
-//! that the policy can reason about without holding a handle to any of them.
+//! Reading the world: the watched filesystems, their history, and plain-data descriptions
+//! of Docker, ECS and etcd that the policy can reason about without holding a handle to
+//! any of them (the clients that fill them live in `crate::docker`, `crate::ecs`).
 
-pub mod docker;
-pub mod ecs;
 mod fs;
 mod history;
-pub mod http;
-mod inventory;
+mod model;
 mod mounts;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +16,7 @@ use crate::config::{Settings, Toggle};
 
 pub use fs::{FsStats, stat};
 pub use history::{History, Point};
-pub use inventory::{
+pub use model::{
     BuildCache, ContainerInfo, ContainerState, EcsStatus, EcsView, EtcdView, ImageInfo, Inventory,
     KEEP_LABEL,
 };
@@ -63,7 +61,11 @@ pub struct Snapshot {
     pub volumes: Vec<VolumeSnapshot>,
     /// Docker's images, containers and build cache; `None` until Docker has been read.
     pub inventory: Option<std::sync::Arc<Inventory>>,
-    /// This container instance in ECS; `None` in local mode.
+    /// The ECS cluster this instance belongs to, from its identity (the ECS agent, the
+    /// config or ecs.config) — known even while the ECS API cannot be read, so metrics
+    /// keep their `ClusterName` through an outage.
+    pub cluster: Option<String>,
+    /// This container instance in ECS as last read; `None` in local mode.
     pub ecs: Option<EcsView>,
     /// etcd's backend; `None` when etcd is not watched or not reachable.
     pub etcd: Option<EtcdView>,
@@ -75,6 +77,7 @@ impl Default for Snapshot {
             at: SystemTime::UNIX_EPOCH,
             volumes: Vec::new(),
             inventory: None,
+            cluster: None,
             ecs: None,
             etcd: None,
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use diskguard::config::Settings;
-use diskguard::sample::docker::DockerSource;
+use diskguard::docker::DockerSource;
 
 /// A runtime to block on, the settings, and a connected source.
 pub fn docker_source(config: &Path) -> (tokio::runtime::Runtime, Settings, DockerSource) {

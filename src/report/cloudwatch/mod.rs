@@ -19,9 +19,9 @@ mod datums;
 
 pub use datums::{MAX_DIMENSION_VALUE, split, to_datums};
 
-use super::counters::Counters;
+use crate::counters::Counters;
 use super::metrics::Batch;
-use crate::act::PlanReceiver;
+use crate::actors::PlanReceiver;
 use crate::config::{Settings, Toggle};
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -47,7 +47,7 @@ pub fn hostname() -> String {
 
 /// Whether CloudWatch is to be used: off, or on with a client.
 async fn client(settings: &Settings) -> Option<aws_sdk_cloudwatch::Client> {
-    let sdk = crate::sample::ecs::sdk_config().await;
+    let sdk = crate::aws::sdk_config().await;
     let region = sdk.region().is_some();
     let credentials = match sdk.credentials_provider() {
         Some(p) => {
@@ -85,7 +85,7 @@ async fn client(settings: &Settings) -> Option<aws_sdk_cloudwatch::Client> {
 async fn identity(settings: &Settings) -> Identity {
     let dims = &settings.cloudwatch.dimensions;
     let instance = if dims.iter().any(|d| d == "InstanceId") {
-        match crate::sample::ecs::instance_id().await {
+        match crate::aws::instance_id().await {
             Ok(id) => Some(("InstanceId", id)),
             Err(_) => Some(("Host", hostname())),
         }

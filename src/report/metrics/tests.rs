@@ -37,6 +37,7 @@ fn snapshot(t: SystemTime, used_pct: f64, etcd_device: u64) -> Snapshot {
             },
         ],
         inventory: Some(Arc::default()),
+        cluster: Some("prod".into()),
         ecs: Some(EcsView {
             cluster: "prod".into(),
             container_instance_arn: "arn".into(),
@@ -213,4 +214,30 @@ fn extra_metrics_only_when_listed() {
     assert!(b.datums.iter().any(|d| d.name == "ImageCount"));
     assert!(b.datums.iter().any(|d| d.name == "EtcdDbBytes"));
     assert!(b.datums.iter().all(|d| d.name != "ImagesBytes"));
+}
+
+#[test]
+fn cluster_name_comes_from_the_identity_even_when_ecs_cannot_be_read() {
+    let mut agg = Aggregator::new(Duration::from_secs(60), at(0), Totals::default(), &[]);
+    let mut snap = snapshot(at(1), 50.0, 1);
+    // The ECS agent named the cluster, but DescribeContainerInstances has never answered.
+    snap.ecs = None;
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    let plan = decide(
+        &snap,
+        &history,
+        &State::default(),
+        &Settings::default(),
+        at(1),
+    );
+    assert_eq!(
+        agg.observe(at(1), &plan, &snap, Totals::default(), Extras::default()),
+        None
+    );
+    let b = agg.close(at(60), Totals::default());
+    assert_eq!(b.cluster.as_deref(), Some("prod"));
+    assert!(
+        b.datums.iter().all(|d| d.name != "Draining"),
+        "no Draining without a read of the instance"
+    );
 }

@@ -1,11 +1,8 @@
 //! The ECS API as diskguard uses it: read this container instance and count the
 //! cluster's ACTIVE and DRAINING instances; drain and give back with the ownership mark.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use aws_config::BehaviorVersion;
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ecs::error::DisplayErrorContext;
 use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus};
 
@@ -27,23 +24,6 @@ pub enum EcsError {
     },
     #[error("container instance {arn} is not in cluster {cluster}")]
     NotFound { arn: String, cluster: String },
-}
-
-/// Region, credentials and endpoints from aws-config's standard chain (environment,
-/// profile, IMDS), so `AWS_ENDPOINT_URL_ECS` points the client at a test server. The SDK
-/// retries throttling and 5xx with jittered exponential backoff.
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .operation_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .load()
-        .await
 }
 
 /// A client bound to one container instance.

@@ -4,17 +4,13 @@ pub mod client;
 pub mod identity;
 
 use std::path::Path;
-use std::time::Duration;
 
-pub use client::{DRAINED_AT, EcsClient, EcsError, find_arn, sdk_config};
+pub use client::{DRAINED_AT, EcsClient, EcsError, find_arn};
 pub use identity::{
     ECS_CONFIG_PATH, Identity, Introspection, cluster_from_ecs_config, cluster_of_arn, introspect,
 };
 
 use crate::config::EcsSettings;
-
-/// IMDS answers on the instance in milliseconds; off EC2 nothing answers at all.
-const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The outcome of one discovery attempt, with enough detail to log what changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,21 +20,6 @@ pub enum Discovery {
         introspection: Introspection,
         fallback: String,
     },
-}
-
-/// This EC2 instance's id from IMDSv2 (aws-config's client, built per lookup so a stale
-/// token never outlives a call; `AWS_EC2_METADATA_SERVICE_ENDPOINT` points it elsewhere).
-pub async fn instance_id() -> Result<String, String> {
-    let imds = aws_config::imds::Client::builder()
-        .connect_timeout(IMDS_TIMEOUT)
-        .read_timeout(IMDS_TIMEOUT)
-        .max_attempts(2)
-        .build();
-    let id = imds
-        .get("/latest/meta-data/instance-id")
-        .await
-        .map_err(|e| crate::error::chain(&e))?;
-    Ok(id.as_ref().trim().to_owned())
 }
 
 /// Config overrides win; then the ECS agent's introspection API; then `ECS_CLUSTER` from
@@ -85,7 +66,7 @@ pub async fn discover(
             fallback: format!("no {} and no ecs.cluster", ecs_config.display()),
         };
     };
-    let instance = match instance_id().await {
+    let instance = match crate::aws::instance_id().await {
         Ok(i) => i,
         Err(e) => {
             return Discovery::Missing {
@@ -94,7 +75,7 @@ pub async fn discover(
             };
         }
     };
-    let sdk = sdk.get_or_init(sdk_config).await;
+    let sdk = sdk.get_or_init(crate::aws::sdk_config).await;
     match find_arn(&EcsClient::sdk(sdk), &cluster, &instance).await {
         Ok(Some(arn)) => Discovery::Found(Identity {
             cluster,

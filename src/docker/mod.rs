@@ -4,6 +4,7 @@
 mod attribution;
 mod convert;
 mod events;
+pub mod remove;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,11 +14,12 @@ use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
 use futures_util::{StreamExt, stream};
 
-use super::{ContainerInfo, ImageInfo, Inventory};
+use crate::sample::{ContainerInfo, ImageInfo, Inventory};
 use crate::config::DockerSettings;
 
 pub use attribution::{TopWriter, top_writers};
-pub use events::{EventsStatus, LastUse, replay_recent, watch_events};
+pub use events::{EventsStatus, LastUse, REPLAY_WINDOW, replay_recent, watch_events};
+pub use remove::Outcome;
 
 /// Engine API calls in flight at once when inspecting many objects: enough to hide the
 /// round trips, few enough not to load a dockerd that is already struggling.

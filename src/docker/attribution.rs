@@ -29,7 +29,7 @@ impl std::fmt::Display for TopWriter {
             f,
             "{} {}",
             self.name,
-            crate::report::human_bytes(self.bytes)
+            crate::human::bytes(self.bytes)
         )?;
         if let Some(family) = &self.task_family {
             write!(f, " (task {family}")?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::EcsSettings;
-use crate::sample::http;
+use crate::http;
 
 /// Where the ECS agent keeps its settings (Amazon Linux and Flatcar alike).
 pub const ECS_CONFIG_PATH: &str = "/etc/ecs/ecs.config";

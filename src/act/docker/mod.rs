@@ -11,18 +11,17 @@ use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use super::reclaim::{PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass, rung_name};
-use super::{PlanReceiver, next_plan};
+use crate::actors::{PlanReceiver, next_plan};
 use crate::config::Settings;
 use crate::policy::Plan;
-use crate::report::counters::Counters;
-use crate::report::human_bytes;
+use crate::counters::Counters;
+use crate::human;
 use crate::sample::Inventory;
-use crate::sample::docker::{
-    DockerSource, EventsStatus, TopWriter, docker_host, replay_recent, top_writers, watch_events,
+use crate::docker::{
+    DockerSource, EventsStatus, REPLAY_WINDOW, TopWriter, docker_host, replay_recent, top_writers,
+    watch_events,
 };
 
-/// How far back the engine's event buffer is read at start-up for last use.
-pub const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// Events come in bursts (create, start, …): wait this long for the burst to end.
 const EVENT_DEBOUNCE: Duration = Duration::from_millis(100);
 /// How often the top writers are re-measured while the volume stays at `prune` or above.
@@ -205,10 +204,10 @@ impl Actor {
         info!(
             steps = plan.reclaim.len(),
             "observe mode: would reclaim ~{} (removing nothing)",
-            human_bytes(total)
+            human::bytes(total)
         );
         for s in &plan.reclaim {
-            info!(rung = rung_name(s.rung), id = %s.id, "observe mode: would remove {} (~{})", s.name, human_bytes(s.bytes));
+            info!(rung = rung_name(s.rung), id = %s.id, "observe mode: would remove {} (~{})", s.name, human::bytes(s.bytes));
         }
     }
 
@@ -226,7 +225,7 @@ impl Actor {
             "reclaim pass started: docker at {usage:.1}%, goal ≤ {}%, {} steps (~{})",
             self.settings.thresholds.prune_target,
             plan.reclaim.len(),
-            human_bytes(estimated)
+            human::bytes(estimated)
         );
         let settings = PassSettings {
             root: self.settings.docker.root.clone(),

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{PlanReceiver, next_plan};
+use crate::actors::{PlanReceiver, next_plan};
 use crate::config::{Settings, Toggle};
 use crate::error::chain;
 use crate::policy::{EcsDecision, Plan};
-use crate::report::counters::Counters;
+use crate::counters::Counters;
 use crate::sample::EcsView;
-use crate::sample::ecs::{Discovery, EcsClient, discover, sdk_config};
+use crate::aws::sdk_config;
+use crate::ecs::{Discovery, EcsClient, discover};
 
 /// How often the instance and cluster are re-read when nothing happens.
 pub const VIEW_EVERY: Duration = Duration::from_secs(60);

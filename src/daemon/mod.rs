@@ -12,22 +12,36 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
-use crate::act::Actors;
+use crate::actors::Actors;
 use crate::act::docker::DockerChannels;
 use crate::act::ecs::EcsChannels;
 use crate::config::Settings;
 use crate::config::Toggle;
-use crate::error::Error;
 use crate::policy::{Driver, Level, Plan, State, decide};
-use crate::report::counters::Counters;
-use crate::report::human_bytes;
+use crate::counters::Counters;
+use crate::human;
 use crate::report::metrics::{Aggregator, Batch, Extras, Totals};
 use crate::report::notify::{Notifier, watchdog_interval};
 use crate::report::status::local_mode_reason;
 use crate::report::summary::summary_line;
 use crate::sample::Snapshot;
-use crate::sample::docker::TopWriter;
+use crate::docker::TopWriter;
 use crate::sample::{FsSampler, History, Volume, mount_of};
+
+/// One look at the world for the one-shot commands, decided as the daemon decides.
+pub mod oneshot;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot install the {what} signal handler")]
+    Signal {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
 
 /// How long actors get to finish after SIGTERM; the whole exit stays under systemd's
 /// patience and the 2 s the unit promises.
@@ -151,7 +165,7 @@ impl Daemon {
         }
         if self.settings.ecs.enabled != Toggle::Off {
             let (settings, channels) = (self.settings.clone(), self.ecs.clone());
-            let ecs_config = crate::sample::ecs::ECS_CONFIG_PATH.into();
+            let ecs_config = crate::ecs::ECS_CONFIG_PATH.into();
             self.actors
                 .spawn(|plans| crate::act::ecs::run(settings, ecs_config, channels, plans));
         }
@@ -208,7 +222,7 @@ impl Daemon {
         let mut summary = summary_line(&plan, &self.settings, snapshot.ecs.as_ref());
         let today = self.docker.counters.reclaimed_today(now);
         if today > 0 {
-            summary.push_str(&format!(" · reclaimed {} today", human_bytes(today)));
+            summary.push_str(&format!(" · reclaimed {} today", human::bytes(today)));
         }
         let readable = plan.volumes.iter().any(|v| v.stats.is_some());
         if !self.ready && readable {
@@ -247,7 +261,7 @@ impl Daemon {
                 v.volume,
                 if rising { "entered" } else { "back to" },
                 v.level,
-                human_bytes(stats.avail_bytes)
+                human::bytes(stats.avail_bytes)
             );
             let fields = (v.volume.name(), v.level.name(), v.usage_percent);
             if rising && v.level >= Level::Prune {

@@ -159,6 +159,9 @@ async fn apply(source: &DockerSource, e: &EventMessage) -> bool {
     }
 }
 
+/// How far back the engine's event buffer is read at start-up for last use.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
 /// Reads the events the engine still holds (dockerd keeps its most recent 256) from
 /// `window` ago until now, so that last use survives a diskguard restart. Returns how
 /// many were applied.

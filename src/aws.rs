@@ -1,0 +1,96 @@
+//! The AWS set-up every AWS user shares: the SDK configuration (region, credentials and
+//! endpoints from aws-config's standard chain) and the instance metadata service (IMDSv2
+//! through aws-config's client).
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+
+/// IMDS answers on the instance in milliseconds; off EC2 nothing answers at all.
+const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Region, credentials and endpoints from aws-config's standard chain (environment,
+/// profile, IMDS), so `AWS_ENDPOINT_URL_ECS` points the ECS client at a test server. The
+/// SDK retries throttling and 5xx with jittered exponential backoff.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .operation_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// An IMDSv2 client, built per lookup so a stale token never outlives a call
+/// (`AWS_EC2_METADATA_SERVICE_ENDPOINT` points it elsewhere).
+fn imds() -> aws_config::imds::Client {
+    aws_config::imds::Client::builder()
+        .connect_timeout(IMDS_TIMEOUT)
+        .read_timeout(IMDS_TIMEOUT)
+        .max_attempts(2)
+        .build()
+}
+
+/// This EC2 instance's id.
+pub async fn instance_id() -> Result<String, String> {
+    let id = imds()
+        .get("/latest/meta-data/instance-id")
+        .await
+        .map_err(|e| crate::error::chain(&e))?;
+    Ok(id.as_ref().trim().to_owned())
+}
+
+/// What IMDS says of this instance's place in an Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// `InService`, or not in an Auto Scaling group (IMDS has no such entry), or not on
+    /// EC2 at all: nothing says the instance is leaving.
+    InService,
+    /// `Terminated`, `Warmed:*`, `Detached` …: the group is taking it out of service.
+    Leaving(String),
+}
+
+/// `autoscaling/target-lifecycle-state`. An error from IMDS other than "no such entry"
+/// reads as in service: a metadata hiccup must not keep a recovered instance drained
+/// for ever, and the ECS status is checked at the same time.
+pub async fn target_lifecycle_state() -> Lifecycle {
+    match imds()
+        .get("/latest/meta-data/autoscaling/target-lifecycle-state")
+        .await
+    {
+        Ok(state) => lifecycle_of(state.as_ref()),
+        Err(_) => Lifecycle::InService,
+    }
+}
+
+fn lifecycle_of(state: &str) -> Lifecycle {
+    match state.trim() {
+        "InService" | "" => Lifecycle::InService,
+        other => Lifecycle::Leaving(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_in_service_keeps_an_instance_in_service() {
+        assert_eq!(lifecycle_of("InService\n"), Lifecycle::InService);
+        assert_eq!(
+            lifecycle_of("Terminated"),
+            Lifecycle::Leaving("Terminated".into())
+        );
+        assert_eq!(
+            lifecycle_of("Warmed:Stopped"),
+            Lifecycle::Leaving("Warmed:Stopped".into())
+        );
+    }
+}
