@@ -91,7 +91,11 @@ mod tests {
         for _ in 0..100 {
             let step = b.next_step();
             let wait = b.failed();
-            assert!(wait >= step / 2 && wait <= step, "{wait:?} outside [{:?}, {step:?}]", step / 2);
+            assert!(
+                wait >= step / 2 && wait <= step,
+                "{wait:?} outside [{:?}, {step:?}]",
+                step / 2
+            );
         }
     }
 

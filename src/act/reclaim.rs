@@ -10,10 +10,10 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 
-use crate::policy::{ReclaimStep, Rung};
-use crate::human;
 pub use crate::docker::Outcome;
 use crate::docker::{DockerSource, remove};
+use crate::human;
+use crate::policy::{ReclaimStep, Rung};
 use crate::sample::{FsStats, stat};
 
 /// Removals in flight at once. dockerd serialises much of an image delete internally;
@@ -212,7 +212,9 @@ pub async fn run_pass(
 async fn remove(source: &DockerSource, step: &ReclaimStep) -> (Outcome, u64) {
     match step.rung {
         Rung::StoppedContainer => (remove::remove_container(source, &step.id).await, 0),
-        Rung::DanglingImage | Rung::UnusedImage => (remove::remove_image(source, &step.id).await, 0),
+        Rung::DanglingImage | Rung::UnusedImage => {
+            (remove::remove_image(source, &step.id).await, 0)
+        }
         Rung::BuildCache => remove::prune_build_cache(source).await,
     }
 }

@@ -7,8 +7,8 @@ use super::Error;
 use crate::act::reclaim::{Outcome, PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass};
 use crate::config::Settings;
 use crate::daemon::oneshot::read_docker;
-use crate::policy::{Level, ReclaimStep, level_for, plan_reclaim, reclaim_goal};
 use crate::human;
+use crate::policy::{Level, ReclaimStep, level_for, plan_reclaim, reclaim_goal};
 use crate::sample::{Volume, stat};
 
 /// What `prune` prints and its exit code, or why it could not run at all.

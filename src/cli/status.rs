@@ -44,8 +44,7 @@ pub async fn status(settings: &Settings, json: bool) -> String {
     };
     match docker {
         Some(Ok(source)) if plan.level >= Level::Prune => {
-            match tokio::time::timeout(DOCKER_PATIENCE, top_writers(&source, TOP_WRITERS)).await
-            {
+            match tokio::time::timeout(DOCKER_PATIENCE, top_writers(&source, TOP_WRITERS)).await {
                 Ok(Ok(w)) => status.top_writers = w,
                 Ok(Err(e)) => status.error = Some(chain(&e)),
                 Err(_) => status.error = Some("measuring container sizes took too long".into()),

@@ -12,20 +12,20 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
-use crate::actors::Actors;
 use crate::act::docker::DockerChannels;
 use crate::act::ecs::EcsChannels;
+use crate::actors::Actors;
 use crate::config::Settings;
 use crate::config::Toggle;
-use crate::policy::{Driver, Level, Plan, State, decide};
 use crate::counters::Counters;
+use crate::docker::TopWriter;
 use crate::human;
+use crate::policy::{Driver, Level, Plan, State, decide};
 use crate::report::metrics::{Aggregator, Batch, Extras, Totals};
 use crate::report::notify::{Notifier, watchdog_interval};
 use crate::report::status::local_mode_reason;
 use crate::report::summary::summary_line;
 use crate::sample::Snapshot;
-use crate::docker::TopWriter;
 use crate::sample::{FsSampler, History, Volume, mount_of};
 
 /// One look at the world for the one-shot commands, decided as the daemon decides.
@@ -203,6 +203,12 @@ impl Daemon {
         let mut snapshot = self.sampler.sample(now);
         snapshot.inventory = self.docker.inventory.borrow().clone();
         snapshot.ecs = self.ecs.view.borrow().clone();
+        snapshot.cluster = self
+            .ecs
+            .identity
+            .borrow()
+            .as_ref()
+            .map(|i| i.cluster.clone());
         self.history.record(&snapshot);
         let plan = decide(&snapshot, &self.history, &self.state, &self.settings, now);
         self.state = plan.next.clone();

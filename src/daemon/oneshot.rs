@@ -57,7 +57,9 @@ impl EcsReadError {
 
 /// Connects to Docker, rebuilds last use from the engine's recent events, and reads the
 /// inventory — within `DOCKER_PATIENCE`.
-pub async fn read_docker(settings: &Settings) -> Result<(DockerSource, Inventory), DockerReadError> {
+pub async fn read_docker(
+    settings: &Settings,
+) -> Result<(DockerSource, Inventory), DockerReadError> {
     let work = async {
         let source = DockerSource::connect(&settings.docker).await?;
         replay_recent(&source, REPLAY_WINDOW).await;

@@ -25,12 +25,7 @@ pub struct TopWriter {
 
 impl std::fmt::Display for TopWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}",
-            self.name,
-            crate::human::bytes(self.bytes)
-        )?;
+        write!(f, "{} {}", self.name, crate::human::bytes(self.bytes))?;
         if let Some(family) = &self.task_family {
             write!(f, " (task {family}")?;
             if let Some(c) = &self.ecs_container_name {

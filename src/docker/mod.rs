@@ -14,8 +14,8 @@ use bollard::Docker;
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
 use futures_util::{StreamExt, stream};
 
-use crate::sample::{ContainerInfo, ImageInfo, Inventory};
 use crate::config::DockerSettings;
+use crate::sample::{ContainerInfo, ImageInfo, Inventory};
 
 pub use attribution::{TopWriter, top_writers};
 pub use events::{EventsStatus, LastUse, REPLAY_WINDOW, replay_recent, watch_events};

@@ -105,7 +105,10 @@ pub async fn remove_image(source: &DockerSource, id: &str) -> Outcome {
     }
     let users = ListContainersOptions {
         all: true,
-        filters: Some(HashMap::from([("ancestor".to_owned(), vec![id.to_owned()])])),
+        filters: Some(HashMap::from([(
+            "ancestor".to_owned(),
+            vec![id.to_owned()],
+        )])),
         ..Default::default()
     };
     match bounded(docker.list_containers(Some(users))).await {

@@ -7,7 +7,7 @@ use aws_sdk_ecs::error::DisplayErrorContext;
 use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus};
 
 use super::identity::Identity;
-use crate::sample::{EcsStatus, EcsView};
+use crate::sample::{DrainingInstance, EcsStatus, EcsView};
 
 /// The ownership mark (contract): present only on instances diskguard drained. Its value
 /// is the RFC 3339 UTC time of the drain.
@@ -41,9 +41,10 @@ fn call_error<E: std::error::Error + 'static>(op: &'static str, target: &str, e:
     }
 }
 
-/// RFC 3339 UTC, seconds precision: `2026-11-26T04:00:00Z`.
+/// RFC 3339 UTC with milliseconds, `2026-11-26T04:00:00.123Z`: the budget check ranks
+/// drains by this time, and instances that cross together drain within the same second.
 pub fn rfc3339(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 impl EcsClient {
@@ -106,10 +107,10 @@ impl EcsClient {
         })
     }
 
-    /// Instances of the cluster in `status`, all pages.
-    async fn count(&self, status: ContainerInstanceStatus) -> Result<u32, EcsError> {
+    /// ARNs of the cluster's instances in `status`, all pages.
+    async fn list(&self, status: ContainerInstanceStatus) -> Result<Vec<String>, EcsError> {
         let mut token = None;
-        let mut n = 0u32;
+        let mut arns = Vec::new();
         loop {
             let page = self
                 .client
@@ -121,12 +122,58 @@ impl EcsClient {
                 .send()
                 .await
                 .map_err(|e| call_error("ListContainerInstances", self.cluster(), e))?;
-            n += u32::try_from(page.container_instance_arns().len()).unwrap_or(u32::MAX);
+            arns.extend(page.container_instance_arns().iter().cloned());
             token = page.next_token().map(str::to_owned);
             if token.is_none() {
-                return Ok(n);
+                return Ok(arns);
             }
         }
+    }
+
+    async fn count(&self, status: ContainerInstanceStatus) -> Result<u32, EcsError> {
+        Ok(u32::try_from(self.list(status).await?.len()).unwrap_or(u32::MAX))
+    }
+
+    /// The cluster's ACTIVE and DRAINING instances, counted now (all pages).
+    pub async fn counts(&self) -> Result<(u32, u32), EcsError> {
+        let active = self.count(ContainerInstanceStatus::Active).await?;
+        let draining = self.count(ContainerInstanceStatus::Draining).await?;
+        Ok((active, draining))
+    }
+
+    /// The cluster's DRAINING instances with diskguard's mark where it is set, and the
+    /// number of ACTIVE + DRAINING instances: what the budget check after a drain needs.
+    pub async fn draining_instances(&self) -> Result<(Vec<DrainingInstance>, u32), EcsError> {
+        let active = self.count(ContainerInstanceStatus::Active).await?;
+        let arns = self.list(ContainerInstanceStatus::Draining).await?;
+        let mut draining = Vec::with_capacity(arns.len());
+        // DescribeContainerInstances takes at most 100 instances a call.
+        for chunk in arns.chunks(100) {
+            let described = self
+                .client
+                .describe_container_instances()
+                .cluster(self.cluster())
+                .set_container_instances(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeContainerInstances", self.cluster(), e))?;
+            for c in described.container_instances() {
+                // A read that raced a state change: only what is DRAINING now counts.
+                if c.status() != Some("DRAINING") {
+                    continue;
+                }
+                draining.push(DrainingInstance {
+                    arn: c.container_instance_arn().unwrap_or_default().to_owned(),
+                    marked_at: c
+                        .attributes()
+                        .iter()
+                        .find(|a| a.name() == DRAINED_AT)
+                        .map(|a| a.value().unwrap_or_default().to_owned()),
+                });
+            }
+        }
+        let instances = active.saturating_add(u32::try_from(draining.len()).unwrap_or(u32::MAX));
+        Ok((draining, instances))
     }
 
     /// Puts the mark first, then sets DRAINING: if the second call fails, a later drain

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::Level;
 use crate::config::Settings;
+pub use crate::sample::DrainingInstance;
 use crate::sample::{EcsStatus, EcsView};
 
 /// What to do with the container instance.
@@ -74,4 +75,75 @@ pub fn decide_ecs(
         _ => EcsDecision::None,
     };
     (decision, since)
+}
+
+/// Whether this instance may keep the drain it just made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetVerdict {
+    Keep,
+    /// More diskguard-marked instances drain than the budget allows, and this one is
+    /// among the latest: it undoes its own drain.
+    Undo {
+        /// This instance's place among diskguard's drains, first = 0.
+        rank: u32,
+        /// How many of diskguard's drains the budget leaves room for.
+        room: u32,
+    },
+}
+
+/// After draining, with a fresh read of the cluster's DRAINING instances: instances drained
+/// by anyone else count against the budget and are never touched; diskguard's own drains
+/// are ranked by their mark's time (ties broken by ARN) and the ones past the budget undo
+/// theirs — each instance judging only itself, so that every instance that reads the same
+/// cluster reaches the same answer. `instances` counts ACTIVE + DRAINING.
+pub fn budget_verdict(
+    me: &str,
+    draining: &[DrainingInstance],
+    instances: u32,
+    max_draining_percent: f64,
+) -> BudgetVerdict {
+    let allowed = drain_budget(max_draining_percent, instances);
+    let others = draining.iter().filter(|d| d.marked_at.is_none()).count();
+    let room = allowed.saturating_sub(u32::try_from(others).unwrap_or(u32::MAX));
+    // An unreadable mark sorts first: it is never this instance's own fresh mark, and
+    // ranking it early makes this instance the one to give way.
+    let when = |d: &DrainingInstance| {
+        d.marked_at
+            .as_deref()
+            .and_then(|m| humantime::parse_rfc3339_weak(m).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    let mut ours: Vec<(SystemTime, &str)> = draining
+        .iter()
+        .filter(|d| d.marked_at.is_some())
+        .map(|d| (when(d), d.arn.as_str()))
+        .collect();
+    ours.sort();
+    match ours.iter().position(|(_, arn)| *arn == me) {
+        Some(rank) => {
+            let rank = u32::try_from(rank).unwrap_or(u32::MAX);
+            if rank < room {
+                BudgetVerdict::Keep
+            } else {
+                BudgetVerdict::Undo { rank, room }
+            }
+        }
+        // Not (yet) visible as DRAINING in the read: nothing to judge; the next read will.
+        None => BudgetVerdict::Keep,
+    }
+}
+
+/// Before draining, with a fresh count: `Ok` when one more DRAINING instance fits the
+/// budget, `Err((draining, allowed))` when it does not.
+pub fn budget_room(
+    draining: u32,
+    instances: u32,
+    max_draining_percent: f64,
+) -> Result<(), (u32, u32)> {
+    let allowed = drain_budget(max_draining_percent, instances);
+    if draining < allowed {
+        Ok(())
+    } else {
+        Err((draining, allowed))
+    }
 }

@@ -216,3 +216,78 @@ fn history_points_use_the_sampled_values() {
     let p: Vec<&crate::sample::Point> = h.points(Volume::Docker).collect();
     assert_eq!(p.len(), 6);
 }
+
+fn inst(arn: &str, mark: Option<&str>) -> DrainingInstance {
+    DrainingInstance {
+        arn: arn.into(),
+        marked_at: mark.map(str::to_owned),
+    }
+}
+
+#[test]
+fn budget_verdict_keeps_the_earliest_marks_and_undoes_the_rest() {
+    let t = |s: &str| Some(format!("2026-11-28T10:00:{s}Z"));
+    let draining = [
+        inst("arn:c", t("01.200").as_deref()),
+        inst("arn:a", t("01.500").as_deref()),
+        inst("arn:b", t("01.500").as_deref()),
+        inst("arn:d", t("00").as_deref()),
+    ];
+    // (me, instances, percent) → verdict; 10 instances at 10 % allow one.
+    let table = [
+        ("arn:d", 10, 10.0, BudgetVerdict::Keep),
+        ("arn:c", 10, 10.0, BudgetVerdict::Undo { rank: 1, room: 1 }),
+        ("arn:a", 10, 10.0, BudgetVerdict::Undo { rank: 2, room: 1 }),
+        // Same time: the ARN breaks the tie.
+        ("arn:b", 10, 10.0, BudgetVerdict::Undo { rank: 3, room: 1 }),
+        ("arn:c", 20, 10.0, BudgetVerdict::Keep),
+        ("arn:a", 20, 10.0, BudgetVerdict::Undo { rank: 2, room: 2 }),
+        ("arn:b", 40, 10.0, BudgetVerdict::Keep),
+        // Not visible in the read yet: nothing to judge.
+        ("arn:z", 10, 10.0, BudgetVerdict::Keep),
+    ];
+    for (me, n, pct, want) in table {
+        assert_eq!(
+            budget_verdict(me, &draining, n, pct),
+            want,
+            "{me} of {n} at {pct}%"
+        );
+    }
+}
+
+#[test]
+fn drains_by_someone_else_take_budget_first_and_are_never_ranked() {
+    let draining = [
+        inst("arn:operator", None),
+        inst("arn:me", Some("2026-11-28T10:00:00Z")),
+    ];
+    assert_eq!(
+        budget_verdict("arn:me", &draining, 10, 10.0),
+        BudgetVerdict::Undo { rank: 0, room: 0 }
+    );
+    assert_eq!(
+        budget_verdict("arn:me", &draining, 20, 10.0),
+        BudgetVerdict::Keep
+    );
+}
+
+#[test]
+fn a_mark_with_seconds_ranks_by_time_not_by_text() {
+    // "…00Z" sorts after "…00.5Z" as text, but is half a second earlier.
+    let draining = [
+        inst("arn:b", Some("2026-11-28T10:00:00.500Z")),
+        inst("arn:a", Some("2026-11-28T10:00:00Z")),
+    ];
+    assert_eq!(
+        budget_verdict("arn:a", &draining, 10, 10.0),
+        BudgetVerdict::Keep
+    );
+}
+
+#[test]
+fn budget_room_counts_the_fresh_draining_number() {
+    assert_eq!(budget_room(0, 10, 10.0), Ok(()));
+    assert_eq!(budget_room(1, 10, 10.0), Err((1, 1)));
+    assert_eq!(budget_room(1, 20, 10.0), Ok(()));
+    assert_eq!(budget_room(2, 20, 10.0), Err((2, 2)));
+}

@@ -15,7 +15,10 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::sample::{FsStats, History, Snapshot, Volume, VolumeSnapshot};
 
-pub use drain::{EcsDecision, decide_ecs, drain_budget};
+pub use drain::{
+    BudgetVerdict, DrainingInstance, EcsDecision, budget_room, budget_verdict, decide_ecs,
+    drain_budget,
+};
 pub use forecast::{Forecast, MIN_FORECAST_SPAN, forecast};
 pub use level::{HYSTERESIS_POINTS, Level, level_for, level_with_hysteresis};
 pub use reclaim::{ReclaimStep, Rung, is_protected, plan_reclaim};

@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::human;
 use crate::config::{Mode, Settings, Toggle};
-use crate::policy::{Driver, EcsDecision, Finding, Level, Plan};
 use crate::docker::TopWriter;
+use crate::human;
+use crate::policy::{Driver, EcsDecision, Finding, Level, Plan};
 use crate::sample::{EcsView, EtcdView, MountInfo, Snapshot, Volume};
 
 /// Why diskguard is in local mode, shown in `status` and in the first log lines.

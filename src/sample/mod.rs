@@ -17,8 +17,8 @@ use crate::config::{Settings, Toggle};
 pub use fs::{FsStats, stat};
 pub use history::{History, Point};
 pub use model::{
-    BuildCache, ContainerInfo, ContainerState, EcsStatus, EcsView, EtcdView, ImageInfo, Inventory,
-    KEEP_LABEL,
+    BuildCache, ContainerInfo, ContainerState, DrainingInstance, EcsStatus, EcsView, EtcdView,
+    ImageInfo, Inventory, KEEP_LABEL,
 };
 pub use mounts::{MountInfo, mount_of};
 

@@ -141,6 +141,14 @@ pub struct EcsView {
     pub generation: u64,
 }
 
+/// A DRAINING container instance of the cluster, as read when checking the budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrainingInstance {
+    pub arn: String,
+    /// Value of diskguard's mark; `None` when someone else drained it.
+    pub marked_at: Option<String>,
+}
+
 /// etcd's backend database against its quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EtcdView {

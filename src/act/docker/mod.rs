@@ -13,14 +13,14 @@ use tracing::{info, warn};
 use super::reclaim::{PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass, rung_name};
 use crate::actors::{PlanReceiver, next_plan};
 use crate::config::Settings;
-use crate::policy::Plan;
 use crate::counters::Counters;
-use crate::human;
-use crate::sample::Inventory;
 use crate::docker::{
     DockerSource, EventsStatus, REPLAY_WINDOW, TopWriter, docker_host, replay_recent, top_writers,
     watch_events,
 };
+use crate::human;
+use crate::policy::Plan;
+use crate::sample::Inventory;
 
 /// Events come in bursts (create, start, …): wait this long for the burst to end.
 const EVENT_DEBOUNCE: Duration = Duration::from_millis(100);

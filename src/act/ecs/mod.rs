@@ -1,34 +1,34 @@
 //! The ECS actor: finds this container instance (retrying in the background, since the
-//! ECS agent often starts after diskguard), keeps its view fresh (every minute and after
-//! every action), and carries out the policy's drain decisions with the ownership mark.
+//! ECS agent often starts after diskguard), then performs what its state machine asks —
+//! reading the view every minute and after every action, counting the budget fresh,
+//! draining and giving back with the ownership mark. It decides nothing itself.
+
+pub mod machine;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::actors::{PlanReceiver, next_plan};
 use crate::config::{Settings, Toggle};
-use crate::error::chain;
-use crate::policy::{EcsDecision, Plan};
 use crate::counters::Counters;
-use crate::sample::EcsView;
-use crate::aws::sdk_config;
-use crate::ecs::{Discovery, EcsClient, discover};
-
-/// How often the instance and cluster are re-read when nothing happens.
-pub const VIEW_EVERY: Duration = Duration::from_secs(60);
-const DISCOVER_FIRST: Duration = Duration::from_secs(1);
-const DISCOVER_MAX: Duration = Duration::from_secs(10);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+use crate::ecs::{Discovery, EcsClient, Identity, discover};
+use crate::error::chain;
+use crate::policy::{Level, Plan};
+use crate::sample::{EcsView, Volume};
+use machine::{Count, Drains, Effect, Event, Machine, Note, Search, ViewFacts, Wish};
 
 /// What the ECS actor shares with the loop and the reporters.
 #[derive(Debug, Clone)]
 pub struct EcsChannels {
-    /// `None`: local mode (no identity yet, or ECS off).
+    /// This instance's identity once found: the cluster names the metrics even while
+    /// the ECS API cannot be read.
+    pub identity: watch::Sender<Option<Identity>>,
+    /// The newest view; `None`: local mode (no identity yet, or ECS off), or not read yet.
     pub view: watch::Sender<Option<EcsView>>,
     pub counters: Arc<Counters>,
 }
@@ -36,25 +36,11 @@ pub struct EcsChannels {
 impl EcsChannels {
     pub fn new(counters: Arc<Counters>) -> Self {
         EcsChannels {
+            identity: watch::Sender::new(None),
             view: watch::Sender::new(None),
             counters,
         }
     }
-}
-
-struct Actor {
-    settings: Settings,
-    out: EcsChannels,
-    ecs: EcsClient,
-    generation: u64,
-    /// The view generation last acted on: one action per fresh view.
-    acted: u64,
-    suppressed: bool,
-    observed: Option<EcsDecision>,
-    /// After a failed call: not before this, and how long to wait after the next failure.
-    retry: Option<(Instant, Duration)>,
-    /// The last read of the view failed: read again before acting.
-    view_failed: bool,
 }
 
 /// Runs until the plan channel closes.
@@ -65,18 +51,19 @@ pub async fn run(
     mut plans: PlanReceiver,
 ) {
     let sdk = tokio::sync::OnceCell::new();
-    let mut wait = DISCOVER_FIRST;
-    let mut last: Option<Discovery> = None;
+    let mut search = Search::new();
     let identity = loop {
         let found = discover(&settings.ecs, &ecs_config, &sdk).await;
-        if let Discovery::Found(id) = &found {
-            break id.clone();
-        }
-        if last.as_ref() != Some(&found) {
+        let missing = match found {
+            Discovery::Found(id) => break id,
+            Discovery::Missing { .. } => found,
+        };
+        let (say, wait) = search.missed(missing.clone());
+        if say {
             if let Discovery::Missing {
                 introspection,
                 fallback,
-            } = &found
+            } = &missing
             {
                 let message = format!(
                     "no ECS identity yet (introspection {}: {introspection}; fallback: {fallback}); staying in local mode and retrying",
@@ -88,162 +75,228 @@ pub async fn run(
                     info!("{message}");
                 }
             }
-            last = Some(found);
         }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             changed = plans.changed() => if changed.is_err() { return },
         }
-        wait = (wait * 2).min(DISCOVER_MAX);
     };
     info!(cluster = %identity.cluster, container_instance_arn = %identity.container_instance_arn, source = identity.source, "found this ECS container instance");
+    out.identity.send_replace(Some(identity.clone()));
+    let client = EcsClient::new(sdk.get_or_init(crate::aws::sdk_config).await, identity);
     let mut actor = Actor {
-        ecs: EcsClient::new(sdk.get_or_init(sdk_config).await, identity),
-        settings,
+        machine: Machine::new(
+            &client.identity.container_instance_arn,
+            settings.ecs.max_draining_percent,
+            settings.observe_only(),
+        ),
+        client,
         out,
         generation: 0,
-        acted: 0,
-        suppressed: false,
-        observed: None,
-        retry: None,
-        view_failed: false,
+        refresh: tokio::time::Instant::now() + machine::VIEW_EVERY,
+        usage: 0.0,
     };
-    actor.refresh().await;
-    let mut tick = tokio::time::interval(VIEW_EVERY);
-    tick.reset();
+    let first = actor.machine.start();
+    actor.perform(first).await;
     loop {
+        let refresh = tokio::time::sleep_until(actor.refresh);
         tokio::select! {
             plan = next_plan(&mut plans) => match plan {
-                Some(plan) => actor.consider(&plan).await,
+                Some(plan) => {
+                    let wish = actor.wish(&plan);
+                    actor.feed(Event::Plan(wish)).await;
+                }
                 None => break,
             },
-            _ = tick.tick() => actor.refresh().await,
+            () = refresh => {
+                // The machine schedules the next refresh; until it does, a minute.
+                actor.refresh = tokio::time::Instant::now() + machine::VIEW_EVERY;
+                actor.feed(Event::RefreshDue).await;
+            }
         }
     }
 }
 
+struct Actor {
+    machine: Machine,
+    client: EcsClient,
+    out: EcsChannels,
+    generation: u64,
+    refresh: tokio::time::Instant,
+    /// The Docker volume's usage in the plan being acted on, for the log lines.
+    usage: f64,
+}
+
 impl Actor {
-    async fn refresh(&mut self) {
-        match self.ecs.view().await {
-            Ok(mut view) => {
-                self.generation += 1;
-                view.generation = self.generation;
-                let before = self
-                    .out
-                    .view
-                    .borrow()
-                    .as_ref()
-                    .map(|v| (v.status.clone(), v.drained_at.is_some()));
-                if before != Some((view.status.clone(), view.drained_at.is_some())) {
-                    info!(
-                        status = view.status.as_str(),
-                        drained_by_diskguard = view.drained_at.is_some(),
-                        active = view.cluster_active,
-                        draining = view.cluster_draining,
-                        "ECS container instance is {}",
-                        view.status.as_str()
-                    );
-                }
-                self.out.view.send_replace(Some(view));
-                self.view_failed = false;
-            }
-            Err(e) => {
-                if !self.view_failed {
-                    warn!(error = %chain(&e), "cannot read the ECS container instance; keeping the last view and retrying");
-                }
-                self.view_failed = true;
-                self.back_off();
+    fn wish(&mut self, plan: &Plan) -> Wish {
+        let docker = plan.volume(Volume::Docker);
+        self.usage = docker.map_or(0.0, |v| v.usage_percent);
+        Wish {
+            decision: plan.ecs.clone(),
+            critical: docker.is_some_and(|v| v.level >= Level::Critical),
+            view: plan.ecs_generation,
+        }
+    }
+
+    /// Feeds an event and performs the effects, feeding each answer back, until the
+    /// machine is idle again.
+    async fn feed(&mut self, event: Event) {
+        let effects = self.machine.handle(event, Instant::now());
+        self.perform(effects).await;
+    }
+
+    async fn perform(&mut self, effects: Vec<Effect>) {
+        let mut queue: std::collections::VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            if let Some(answer) = self.effect(effect).await {
+                queue.extend(self.machine.handle(answer, Instant::now()));
             }
         }
     }
 
-    /// Waits longer after each failure in a row: 1 s, 2 s, 4 s … up to a minute.
-    fn back_off(&mut self) {
-        let wait = self
-            .retry
-            .map_or(Duration::from_secs(1), |(_, w)| (w * 2).min(RETRY_MAX));
-        self.retry = Some((Instant::now() + wait, wait));
-    }
-
-    async fn consider(&mut self, plan: &Plan) {
-        let decision = &plan.ecs;
-        if !matches!(decision, EcsDecision::DrainSuppressed { .. }) {
-            self.suppressed = false;
-        }
-        if self.retry.is_some_and(|(at, _)| Instant::now() < at) {
-            return;
-        }
-        if self.view_failed {
-            // The next plan is made from the fresh view.
-            self.refresh().await;
-            return;
-        }
-        if *decision == EcsDecision::None {
-            self.observed = None;
-            return;
-        }
-        // One action per fresh view: the view after an action shows whether it took.
-        if plan.ecs_generation != Some(self.generation) || self.acted == self.generation {
-            return;
-        }
-        if let EcsDecision::DrainSuppressed { draining, allowed } = decision {
-            if !self.suppressed {
-                self.suppressed = true;
+    /// Performs one effect; the calls answer with the event to feed back.
+    async fn effect(&mut self, effect: Effect) -> Option<Event> {
+        let err = |e: crate::ecs::EcsError| chain(&e);
+        Some(match effect {
+            Effect::ReadView => Event::View(self.read_view().await),
+            Effect::ReadCount => Event::Count(
+                self.client
+                    .counts()
+                    .await
+                    .map(|(active, draining)| Count { active, draining })
+                    .map_err(err),
+            ),
+            Effect::Drain => {
+                Event::Drained(self.client.drain(SystemTime::now()).await.map_err(err))
+            }
+            Effect::ReadDrains => Event::Drains(
+                self.client
+                    .draining_instances()
+                    .await
+                    .map(|(draining, instances)| Drains {
+                        draining,
+                        instances,
+                    })
+                    .map_err(err),
+            ),
+            Effect::ReadLifecycle => Event::Lifecycle(crate::aws::target_lifecycle_state().await),
+            Effect::Activate => {
+                let mark = self.mark();
+                Event::Activated(self.client.activate(mark.as_deref()).await.map_err(err))
+            }
+            Effect::RemoveMark => {
+                let mark = self.mark().unwrap_or_default();
+                Event::MarkRemoved(self.client.remove_mark(&mark).await.map_err(err))
+            }
+            Effect::CountSuppressed => {
                 self.out
                     .counters
                     .drains_suppressed
                     .fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    draining,
-                    allowed,
-                    "would drain, but {draining} of the cluster's instances are already DRAINING and the budget allows {allowed}; waiting (the critical level overrides)"
-                );
+                return None;
             }
-            return;
-        }
-        if self.settings.observe_only() {
-            if self.observed.as_ref() != Some(decision) {
-                info!(decision = ?decision, "observe mode: would {}", verb(decision));
-                self.observed = Some(decision.clone());
+            Effect::RefreshIn(after) => {
+                self.refresh = tokio::time::Instant::now() + after;
+                return None;
             }
-            return;
-        }
-        let usage = plan
-            .volume(crate::sample::Volume::Docker)
-            .map_or(0.0, |v| v.usage_percent);
-        let mark = self
+            Effect::Say(note) => {
+                self.say(note);
+                return None;
+            }
+        })
+    }
+
+    fn mark(&self) -> Option<String> {
+        self.out
+            .view
+            .borrow()
+            .as_ref()
+            .and_then(|v| v.drained_at.clone())
+    }
+
+    async fn read_view(&mut self) -> Result<ViewFacts, String> {
+        let mut view = self.client.view().await.map_err(|e| chain(&e))?;
+        self.generation += 1;
+        view.generation = self.generation;
+        let before = self
             .out
             .view
             .borrow()
             .as_ref()
-            .and_then(|v| v.drained_at.clone());
-        let result = match decision {
-            EcsDecision::Drain { over_budget } => self.ecs.drain(SystemTime::now()).await.map(|()| {
-                warn!(usage_percent = usage, over_budget, "set the container instance DRAINING: docker at {usage:.1}%{}", if *over_budget { " (critical: past the cluster's drain budget)" } else { "" });
-            }),
-            EcsDecision::Undrain => self.ecs.activate(mark.as_deref()).await.map(|()| {
-                info!(usage_percent = usage, "disk recovered (docker at {usage:.1}%): set the container instance ACTIVE again and removed the mark");
-            }),
-            EcsDecision::RemoveStaleMark => self.ecs.remove_mark(mark.as_deref().unwrap_or_default()).await.map(|()| {
-                info!("the container instance was set ACTIVE by someone else; removed diskguard's stale drain mark");
-            }),
-            EcsDecision::None | EcsDecision::DrainSuppressed { .. } => Ok(()),
-        };
-        match result {
-            Ok(()) => {
-                self.acted = self.generation;
-                self.retry = None;
-            }
-            Err(e) => {
-                self.back_off();
-                warn!(error = %chain(&e), retry_in = ?self.retry.map(|(_, w)| w), "could not {}", verb(decision));
-            }
+            .map(|v| (v.status.clone(), v.drained_at.is_some()));
+        if before != Some((view.status.clone(), view.drained_at.is_some())) {
+            info!(
+                status = view.status.as_str(),
+                drained_by_diskguard = view.drained_at.is_some(),
+                active = view.cluster_active,
+                draining = view.cluster_draining,
+                "ECS container instance is {}",
+                view.status.as_str()
+            );
         }
-        self.refresh().await;
+        let facts = ViewFacts {
+            generation: view.generation,
+            status: view.status.clone(),
+            ours: view.drained_at.is_some(),
+        };
+        self.out.view.send_replace(Some(view));
+        Ok(facts)
+    }
+
+    fn say(&self, note: Note) {
+        let usage = self.usage;
+        match note {
+            Note::Suppressed { draining, allowed } => warn!(
+                draining,
+                allowed,
+                "would drain, but {draining} of the cluster's instances are already DRAINING and the budget allows {allowed}; waiting (the critical level overrides)"
+            ),
+            Note::Drained { critical } => warn!(
+                usage_percent = usage,
+                budget_overridden = critical,
+                "set the container instance DRAINING: docker at {usage:.1}%{}",
+                if critical {
+                    " (critical: past the cluster's drain budget if need be)"
+                } else {
+                    ""
+                }
+            ),
+            Note::Undone { rank, room } => warn!(
+                rank,
+                room,
+                "more instances drained at once than the cluster's budget allows, and this one drained among the last ({} of diskguard's drains, room for {room}): set it ACTIVE again and waiting",
+                rank + 1
+            ),
+            Note::Undrained => info!(
+                usage_percent = usage,
+                "disk recovered (docker at {usage:.1}%): set the container instance ACTIVE again and removed the mark"
+            ),
+            Note::StaleMarkRemoved => info!(
+                "the container instance was set ACTIVE by someone else; removed diskguard's stale drain mark"
+            ),
+            Note::Leaving(state) => warn!(
+                lifecycle = %state,
+                "disk recovered, but the Auto Scaling group is taking this instance out of service ({state}): leaving it DRAINING"
+            ),
+            Note::Observed(decision) => {
+                info!(decision = ?decision, "observe mode: would {}", verb(&decision))
+            }
+            Note::Failed {
+                what,
+                error,
+                retry_in,
+            } => warn!(error = %error, retry_in = ?retry_in, "could not {what}"),
+            Note::ViewFailed(error) => warn!(
+                error = %error,
+                "cannot read the ECS container instance; keeping the last view and retrying"
+            ),
+            Note::ViewRecovered => info!("the ECS container instance can be read again"),
+        }
     }
 }
 
-fn verb(d: &EcsDecision) -> &'static str {
+fn verb(d: &crate::policy::EcsDecision) -> &'static str {
+    use crate::policy::EcsDecision;
     match d {
         EcsDecision::Drain { .. } => "drain the container instance",
         EcsDecision::DrainSuppressed { .. } => "drain (suppressed by the budget)",

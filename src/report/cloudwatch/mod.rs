@@ -19,10 +19,10 @@ mod datums;
 
 pub use datums::{MAX_DIMENSION_VALUE, split, to_datums};
 
-use crate::counters::Counters;
 use super::metrics::Batch;
 use crate::actors::PlanReceiver;
 use crate::config::{Settings, Toggle};
+use crate::counters::Counters;
 
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
