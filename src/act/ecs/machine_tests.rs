@@ -153,14 +153,18 @@ fn one_action_per_fresh_view() {
             (2, wish(drain(), false, 0), vec![]),
             // Turning critical on the same view: drains past the budget at once.
             (3, wish(drain(), true, 1), vec![Effect::Drain]),
-            (3, Event::Drained(Err("throttled".into())), vec![
-                Effect::Say(Note::Failed {
-                    what: "drain the container instance",
-                    error: "throttled".into(),
-                    retry_in: Duration::from_secs(1),
-                }),
-                Effect::RefreshIn(Duration::from_secs(1)),
-            ]),
+            (
+                3,
+                Event::Drained(Err("throttled".into())),
+                vec![
+                    Effect::Say(Note::Failed {
+                        what: "drain the container instance",
+                        error: "throttled".into(),
+                        retry_in: Duration::from_secs(1),
+                    }),
+                    Effect::RefreshIn(Duration::from_secs(1)),
+                ],
+            ),
             (5, wish(drain(), true, 1), vec![]),
             (
                 60,
