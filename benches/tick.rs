@@ -29,6 +29,7 @@ fn inventory(now: SystemTime) -> Inventory {
             } else {
                 vec![format!("app{i}:v1")]
             },
+            digests: Vec::new(),
             size_bytes: 7_000_000,
             created: now - Duration::from_secs(86_400),
             last_used: now - Duration::from_secs(7_200 + i * 13 % 5_000),

@@ -97,6 +97,7 @@ mod tests {
             reclaim_wanted: false,
             reclaim_needed_bytes: None,
             reclaim: Vec::new(),
+            expired: Vec::new(),
             inventory_generation: None,
             ecs_generation: None,
             ecs: Default::default(),

@@ -8,7 +8,7 @@ use crate::act::reclaim::{Outcome, PASS_CONCURRENCY, PASS_DEADLINE, PassSettings
 use crate::config::Settings;
 use crate::daemon::oneshot::read_docker;
 use crate::human;
-use crate::policy::{Level, ReclaimStep, level_for, plan_reclaim, reclaim_goal};
+use crate::policy::{ReclaimStep, reclaim_by_hand};
 use crate::sample::{Volume, stat};
 
 /// What `prune` prints and its exit code, or why it could not run at all.
@@ -22,15 +22,8 @@ pub async fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), E
         let (source, inventory) = read_docker(settings).await?;
         let target = settings.thresholds.prune_target;
         let usage = stats.used_percent().max(stats.inodes_used_percent());
-        let critical = level_for(usage, &settings.thresholds) >= Level::Critical;
-        let goal = reclaim_goal(&stats, target);
-        let steps = plan_reclaim(
-            &inventory,
-            goal,
-            critical,
-            &settings.docker,
-            SystemTime::now(),
-        );
+        let (goal, critical, steps) =
+            reclaim_by_hand(&stats, &inventory, settings, SystemTime::now());
         let mut out = String::new();
         let _ = writeln!(
             out,

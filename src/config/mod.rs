@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 pub use raw::{Mode, RawConfig, Toggle};
 pub use settings::{
     ALLOWED_DIMENSIONS, CloudWatchSettings, DockerSettings, EXTRA_METRICS, EcsSettings,
-    EtcdSettings, Invalid, MIN_SAMPLE_INTERVAL, PrometheusSettings, SampleSettings, Settings,
-    Thresholds,
+    EtcdSettings, EvictSettings, Invalid, MIN_SAMPLE_INTERVAL, PrometheusSettings, SampleSettings,
+    Settings, Thresholds,
 };
 
 /// Where the configuration is read from when neither `--config` nor `DISKGUARD_CONFIG`

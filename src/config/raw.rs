@@ -67,6 +67,7 @@ pub struct RawConfig {
     pub sample: Option<RawSample>,
     pub thresholds: Option<RawThresholds>,
     pub docker: Option<RawDocker>,
+    pub evict: Option<RawEvict>,
     pub etcd: Option<RawEtcd>,
     pub ecs: Option<RawEcs>,
     pub cloudwatch: Option<RawCloudWatch>,
@@ -105,6 +106,15 @@ pub struct RawDocker {
     pub min_image_age: Option<String>,
     pub stopped_container_age: Option<String>,
     pub prune_build_cache: Option<bool>,
+    pub max_unused_image_age: Option<String>,
+}
+
+/// `[evict]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvict {
+    pub enabled: Option<Toggle>,
+    pub lead: Option<String>,
 }
 
 /// `[etcd]`

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{
-    Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEtcd, RawPrometheus, RawSample,
+    Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEtcd, RawEvict, RawPrometheus, RawSample,
     RawThresholds, Toggle,
 };
 
@@ -55,6 +55,7 @@ pub struct Settings {
     pub sample: SampleSettings,
     pub thresholds: Thresholds,
     pub docker: DockerSettings,
+    pub evict: EvictSettings,
     pub etcd: EtcdSettings,
     pub ecs: EcsSettings,
     pub cloudwatch: CloudWatchSettings,
@@ -89,6 +90,23 @@ pub struct DockerSettings {
     pub min_image_age: Duration,
     pub stopped_container_age: Duration,
     pub prune_build_cache: bool,
+    /// Images unused this long are removed even below `prune_start`; `None`: off.
+    pub max_unused_image_age: Option<Duration>,
+}
+
+/// Stopping the container that fills the disk when a drain would come too late.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvictSettings {
+    /// `auto` and `true` are on; never acts in observe mode.
+    pub enabled: Toggle,
+    /// Evict when the disk will be full sooner than this and reclaim cannot help.
+    pub lead: Duration,
+}
+
+impl EvictSettings {
+    pub fn on(&self) -> bool {
+        self.enabled != Toggle::Off
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +166,23 @@ fn duration(key: &str, text: Option<&str>, default: &str) -> Result<Duration, In
         return Err(Invalid::new(key, "must be longer than zero"));
     }
     Ok(d)
+}
+
+/// A minimum age, where zero means "no minimum" (as the kubelet's `imageMinimumGCAge`).
+fn age(key: &str, text: Option<&str>, default: &str) -> Result<Duration, Invalid> {
+    match text.map(str::trim) {
+        Some("0") => Ok(Duration::ZERO),
+        Some(t) if humantime::parse_duration(t).is_ok_and(|d| d.is_zero()) => Ok(Duration::ZERO),
+        _ => duration(key, text, default),
+    }
+}
+
+/// An optional duration: absent or empty is off.
+fn optional_duration(key: &str, text: Option<&str>) -> Result<Option<Duration>, Invalid> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => duration(key, Some(t), t).map(Some),
+    }
 }
 
 fn percent(key: &str, value: Option<f64>, default: f64) -> Result<f64, Invalid> {
@@ -216,13 +251,22 @@ impl Settings {
             host: d.host,
             root: PathBuf::from(d.root.unwrap_or_else(|| "/var/lib/docker".into())),
             protect,
-            min_image_age: duration("docker.min_image_age", d.min_image_age.as_deref(), "1h")?,
-            stopped_container_age: duration(
+            min_image_age: age("docker.min_image_age", d.min_image_age.as_deref(), "1h")?,
+            stopped_container_age: age(
                 "docker.stopped_container_age",
                 d.stopped_container_age.as_deref(),
                 "3h",
             )?,
             prune_build_cache: d.prune_build_cache.unwrap_or(true),
+            max_unused_image_age: optional_duration(
+                "docker.max_unused_image_age",
+                d.max_unused_image_age.as_deref(),
+            )?,
+        };
+        let v = raw.evict.unwrap_or_default();
+        let evict = EvictSettings {
+            enabled: v.enabled.unwrap_or(Toggle::On),
+            lead: duration("evict.lead", v.lead.as_deref(), "60s")?,
         };
         let etcd = EtcdSettings {
             enabled: e.enabled.unwrap_or(Toggle::Auto),
@@ -270,6 +314,7 @@ impl Settings {
             sample,
             thresholds,
             docker,
+            evict,
             etcd,
             ecs,
             cloudwatch,
@@ -313,6 +358,16 @@ impl Settings {
                 min_image_age: Some(text(self.docker.min_image_age)),
                 stopped_container_age: Some(text(self.docker.stopped_container_age)),
                 prune_build_cache: Some(self.docker.prune_build_cache),
+                max_unused_image_age: Some(
+                    self.docker
+                        .max_unused_image_age
+                        .map(text)
+                        .unwrap_or_default(),
+                ),
+            }),
+            evict: Some(RawEvict {
+                enabled: Some(self.evict.enabled),
+                lead: Some(text(self.evict.lead)),
             }),
             etcd: Some(RawEtcd {
                 enabled: Some(self.etcd.enabled),

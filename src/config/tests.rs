@@ -44,6 +44,8 @@ recover_after = "1h 30m"
 [docker]
 host = "unix:///run/docker.sock"
 protect = ["mine/*:stable"]
+min_image_age = "0s"
+max_unused_image_age = "14d"
 [etcd]
 enabled = false
 [ecs]
@@ -53,6 +55,9 @@ cluster = "prod"
 extra_metrics = ["ImageCount"]
 [prometheus]
 listen = "127.0.0.1:9717"
+[evict]
+enabled = false
+lead = "2m"
 "#;
     let s = parse(Path::new("x.toml"), text).expect("valid");
     let printed = toml::to_string(&s.to_raw()).expect("serialises");
@@ -119,6 +124,16 @@ fn each_bad_value_names_its_key() {
             "[cloudwatch]\nmax_buffered_intervals = 0\n",
             "cloudwatch.max_buffered_intervals",
         ),
+        (
+            "[docker]\nmax_unused_image_age = \"a fortnight\"\n",
+            "docker.max_unused_image_age",
+        ),
+        (
+            "[docker]\nmin_image_age = \"-1s\"\n",
+            "docker.min_image_age",
+        ),
+        ("[evict]\nlead = \"0s\"\n", "evict.lead"),
+        ("[evict]\nenabled = \"sometimes\"\n", "evict.enabled"),
     ];
     for (text, key) in cases {
         assert_eq!(bad(text).0, *key, "config {text:?}");
@@ -148,4 +163,47 @@ fn missing_default_file_means_defaults_but_missing_named_file_is_an_error() {
     assert_eq!(load(missing, true).expect("defaults"), Settings::default());
     let err = load(missing, false).expect_err("named file must exist");
     assert!(err.to_string().contains("/nonexistent/diskguard.toml"));
+}
+
+#[test]
+fn zero_minimum_ages_mean_no_minimum() {
+    let s = parse(
+        Path::new("x.toml"),
+        "[docker]\nmin_image_age = \"0s\"\nstopped_container_age = \"0\"\n",
+    )
+    .expect("zero ages are valid");
+    assert_eq!(s.docker.min_image_age, std::time::Duration::ZERO);
+    assert_eq!(s.docker.stopped_container_age, std::time::Duration::ZERO);
+    // Other durations still must be longer than zero.
+    assert_eq!(
+        bad("[thresholds]\ndrain_lead = \"0s\"\n").0,
+        "thresholds.drain_lead"
+    );
+}
+
+#[test]
+fn the_maximum_unused_image_age_is_off_unless_set() {
+    assert_eq!(Settings::default().docker.max_unused_image_age, None);
+    let s = parse(
+        Path::new("x.toml"),
+        "[docker]\nmax_unused_image_age = \"14d\"\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        s.docker.max_unused_image_age,
+        Some(std::time::Duration::from_secs(14 * 86_400))
+    );
+    let off = parse(
+        Path::new("x.toml"),
+        "[docker]\nmax_unused_image_age = \"\"\n",
+    )
+    .expect("valid");
+    assert_eq!(off.docker.max_unused_image_age, None);
+}
+
+#[test]
+fn eviction_is_on_by_default_with_a_minute_of_lead() {
+    let s = Settings::default();
+    assert!(s.evict.on());
+    assert_eq!(s.evict.lead, std::time::Duration::from_secs(60));
 }

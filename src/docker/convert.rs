@@ -191,6 +191,12 @@ pub(super) fn image(
             .filter(|t| t.as_str() != "<none>:<none>")
             .cloned()
             .collect(),
+        digests: i
+            .repo_digests
+            .iter()
+            .filter(|d| !d.starts_with("<none>@"))
+            .cloned()
+            .collect(),
         size_bytes: u64::try_from(i.size).unwrap_or(0),
         created,
         last_used,

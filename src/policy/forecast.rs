@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::level::{HYSTERESIS_POINTS, Level};
+use crate::config::Thresholds;
 use crate::sample::{FsStats, Point};
 
 /// The forecast needs at least this much history: a burst over a few seconds is noise.
@@ -57,6 +59,28 @@ pub fn forecast<'a>(
         inodes_per_second: inodes,
         time_to_full,
     }
+}
+
+/// Whether the forecast raises a volume to `drain` that usage alone puts lower.
+///
+/// The forecast alone never drains below `prune_start`: a burst of image pulls on a roomy
+/// disk is not a crisis. Once it has drained, it holds the level down to `prune_start`
+/// minus the hysteresis and until time-to-full is twice `drain_lead`, so that noise in
+/// the slope does not flap the instance between DRAINING and ACTIVE.
+pub fn drains_early(
+    usage: f64,
+    time_to_full: Option<Duration>,
+    previous: Level,
+    t: &Thresholds,
+) -> bool {
+    let holding = previous >= Level::Drain;
+    let floor = t.prune_start - if holding { HYSTERESIS_POINTS } else { 0.0 };
+    let lead = if holding {
+        t.drain_lead * 2
+    } else {
+        t.drain_lead
+    };
+    usage >= floor && time_to_full.is_some_and(|ttf| ttf < lead)
 }
 
 /// Least-squares slope of y over x; `None` when x does not vary.

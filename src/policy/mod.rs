@@ -2,26 +2,27 @@
 //! a plan comes out. No I/O and no clock reads here, so every rule is a unit test.
 
 mod drain;
+mod findings;
 mod forecast;
 mod level;
 mod reclaim;
+mod volume;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
-
-use serde::Serialize;
+use std::time::SystemTime;
 
 use crate::config::Settings;
-use crate::sample::{FsStats, History, Snapshot, Volume, VolumeSnapshot};
+use crate::sample::{FsStats, History, Inventory, Snapshot, Volume};
 
 pub use drain::{
     BudgetVerdict, DrainingInstance, EcsDecision, budget_room, budget_verdict, decide_ecs,
     drain_budget,
 };
-pub use forecast::{Forecast, MIN_FORECAST_SPAN, forecast};
+pub use findings::{Finding, findings};
+pub use forecast::{Forecast, MIN_FORECAST_SPAN, drains_early, forecast};
 pub use level::{HYSTERESIS_POINTS, Level, level_for, level_with_hysteresis};
-pub use reclaim::{ReclaimStep, Rung, is_protected, plan_reclaim};
+pub use reclaim::{ReclaimStep, Rung, expired_images, image_name, is_protected, plan_reclaim};
+pub use volume::{Driver, VolumeVerdict, judge};
 
 /// What the policy remembers between ticks.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,38 +31,6 @@ pub struct State {
     pub levels: BTreeMap<Volume, Level>,
     /// Since when the Docker volume has been below `recover`, continuously.
     pub recover_since: Option<SystemTime>,
-}
-
-/// What put a volume at its level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Driver {
-    Bytes,
-    Inodes,
-    Forecast,
-}
-
-/// One volume's reading and verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct VolumeVerdict {
-    pub volume: Volume,
-    pub path: PathBuf,
-    pub level: Level,
-    pub driven_by: Driver,
-    /// max(bytes %, inodes %): what the thresholds are compared with.
-    pub usage_percent: f64,
-    #[serde(skip)]
-    pub stats: Option<FsStats>,
-    #[serde(skip)]
-    pub time_to_full: Option<Duration>,
-    pub error: Option<String>,
-}
-
-/// Something an operator should know, with what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub volume: Option<Volume>,
-    pub message: String,
 }
 
 /// The decision for this tick.
@@ -77,6 +46,8 @@ pub struct Plan {
     /// Bytes to free to reach `prune_target`; `None` when inodes drive it.
     pub reclaim_needed_bytes: Option<u64>,
     pub reclaim: Vec<ReclaimStep>,
+    /// Images past `docker.max_unused_image_age`, at any level (empty when off).
+    pub expired: Vec<ReclaimStep>,
     /// The inventory `reclaim` was planned from.
     pub inventory_generation: Option<u64>,
     /// The ECS view `ecs` was decided from.
@@ -98,7 +69,9 @@ impl Plan {
     }
 }
 
-/// The policy. See design.md, "Policy", for the table this implements row by row.
+/// The policy: a snapshot, the recent history, the policy's memory and `now` in; the plan
+/// out. It reads as the table in README's "Policy": each volume's level, what an operator
+/// should know, whether and what to reclaim, and what to ask of ECS.
 pub fn decide(
     snapshot: &Snapshot,
     history: &History,
@@ -106,29 +79,22 @@ pub fn decide(
     settings: &Settings,
     now: SystemTime,
 ) -> Plan {
-    let t = &settings.thresholds;
-    let mut next = State::default();
-    let mut findings = Vec::new();
     let volumes: Vec<VolumeVerdict> = snapshot
         .volumes
         .iter()
         .map(|v| {
             let previous = state.levels.get(&v.volume).copied().unwrap_or_default();
-            let verdict = judge(v, history, previous, settings);
-            if verdict.stats.is_some() {
-                next.levels.insert(v.volume, verdict.level);
-            }
-            verdict
+            judge(v, history, previous, settings)
         })
         .collect();
-    for v in &volumes {
-        if let Some(e) = &v.error {
-            findings.push(Finding {
-                volume: Some(v.volume),
-                message: e.clone(),
-            });
-        }
-    }
+    let mut next = State {
+        levels: volumes
+            .iter()
+            .filter(|v| v.stats.is_some())
+            .map(|v| (v.volume, v.level))
+            .collect(),
+        recover_since: None,
+    };
     let level = volumes
         .iter()
         .filter(|v| v.stats.is_some())
@@ -138,56 +104,18 @@ pub fn decide(
     let docker = volumes
         .iter()
         .find(|v| v.volume == Volume::Docker && v.stats.is_some());
-    if let (Some(d), Some(e)) = (docker, volumes.iter().find(|v| v.volume == Volume::Etcd)) {
-        match (d.stats, e.stats) {
-            (Some(ds), Some(es)) if ds.device == es.device => findings.push(Finding {
-                volume: Some(Volume::Etcd),
-                message: format!(
-                    "etcd data dir {} is on the same filesystem as Docker's data root {}: a full Docker disk takes etcd down; move etcd to its own volume",
-                    e.path.display(),
-                    d.path.display()
-                ),
-            }),
-            (Some(_), Some(_)) if e.level >= Level::Prune => findings.push(Finding {
-                volume: Some(Volume::Etcd),
-                message: format!(
-                    "etcd's filesystem is {:.1}% full and diskguard cannot reclaim it: compact and defragment etcd or grow the volume",
-                    e.usage_percent
-                ),
-            }),
-            _ => {}
-        }
+    let mut findings = findings(&volumes, snapshot, settings);
+    let reclaim = reclaim_rule(docker, snapshot, settings, now);
+    if reclaim.wanted && snapshot.inventory.is_none() {
+        findings.push(Finding {
+            volume: Some(Volume::Docker),
+            message: "reclaim wanted, but Docker's images and containers have not been read".into(),
+        });
     }
-
-    let docker_level = docker.map(|d| d.level).unwrap_or_default();
-    let reclaim_wanted = docker_level >= Level::Prune;
-    let reclaim_needed_bytes = docker
-        .and_then(|d| d.stats)
-        .and_then(|s| reclaim_goal(&s, t.prune_target));
-    let mut reclaim = Vec::new();
-    if reclaim_wanted {
-        match &snapshot.inventory {
-            Some(inventory) => {
-                reclaim = plan_reclaim(
-                    inventory,
-                    reclaim_needed_bytes,
-                    docker_level >= Level::Critical,
-                    &settings.docker,
-                    now,
-                );
-            }
-            None => findings.push(Finding {
-                volume: Some(Volume::Docker),
-                message: "reclaim wanted, but Docker's images and containers have not been read"
-                    .into(),
-            }),
-        }
-    }
-
     let mut ecs = EcsDecision::None;
     if let (Some(view), Some(d)) = (&snapshot.ecs, docker) {
         let (decision, since) = decide_ecs(
-            docker_level,
+            d.level,
             d.usage_percent,
             view,
             settings,
@@ -197,99 +125,77 @@ pub fn decide(
         ecs = decision;
         next.recover_since = since;
     }
-
-    if let Some(etcd) = &snapshot.etcd {
-        let quota = percent(etcd.db_bytes, etcd.quota_bytes);
-        if etcd.alarm_nospace {
-            findings.push(Finding {
-                volume: Some(Volume::Etcd),
-                message: "etcd raised its NOSPACE alarm and accepts only reads and deletes: compact, defragment, then `etcdctl alarm disarm`".into(),
-            });
-        } else if quota >= settings.etcd.quota_warn_percent {
-            findings.push(Finding {
-                volume: Some(Volume::Etcd),
-                message: format!("etcd's database is at {quota:.0}% of its quota: compact and defragment before it reaches NOSPACE"),
-            });
-        }
-    }
-
-    let inventory_generation = snapshot.inventory.as_ref().map(|i| i.generation);
-    let ecs_generation = snapshot.ecs.as_ref().map(|e| e.generation);
     Plan {
         at: now,
         level,
         volumes,
-        reclaim_wanted,
-        reclaim_needed_bytes,
-        reclaim,
-        inventory_generation,
-        ecs_generation,
+        reclaim_wanted: reclaim.wanted,
+        reclaim_needed_bytes: reclaim.needed_bytes,
+        reclaim: reclaim.steps,
+        expired: reclaim.expired,
+        inventory_generation: snapshot.inventory.as_ref().map(|i| i.generation),
+        ecs_generation: snapshot.ecs.as_ref().map(|e| e.generation),
         ecs,
         findings,
         next,
     }
 }
 
-/// Judges one volume: its level from bytes, inodes and the forecast, with hysteresis.
-fn judge(
-    v: &VolumeSnapshot,
-    history: &History,
-    previous: Level,
+/// What to reclaim, when the Docker volume asks for it.
+struct Reclaim {
+    wanted: bool,
+    needed_bytes: Option<u64>,
+    steps: Vec<ReclaimStep>,
+    expired: Vec<ReclaimStep>,
+}
+
+/// The reclaim rule: at `prune` and above, the ladder down to `prune_target` (minimum
+/// ages ignored at `critical`); at any level, images past `max_unused_image_age`.
+fn reclaim_rule(
+    docker: Option<&VolumeVerdict>,
+    snapshot: &Snapshot,
     settings: &Settings,
-) -> VolumeVerdict {
-    let t = &settings.thresholds;
-    let Some(stats) = v.stats else {
-        return VolumeVerdict {
-            volume: v.volume,
-            path: v.path.clone(),
-            level: Level::Ok,
-            driven_by: Driver::Bytes,
-            usage_percent: 0.0,
-            stats: None,
-            time_to_full: None,
-            error: v.error.clone(),
-        };
+    now: SystemTime,
+) -> Reclaim {
+    let level = docker.map(|d| d.level).unwrap_or_default();
+    let wanted = level >= Level::Prune;
+    let needed_bytes = docker
+        .and_then(|d| d.stats)
+        .and_then(|s| reclaim_goal(&s, settings.thresholds.prune_target));
+    let inventory = snapshot.inventory.as_deref();
+    let steps = match inventory {
+        Some(inv) if wanted => plan_reclaim(
+            inv,
+            needed_bytes,
+            level >= Level::Critical,
+            &settings.docker,
+            now,
+        ),
+        _ => Vec::new(),
     };
-    let (bytes, inodes) = (stats.used_percent(), stats.inodes_used_percent());
-    let usage = bytes.max(inodes);
-    let mut driven_by = if inodes > bytes {
-        Driver::Inodes
-    } else {
-        Driver::Bytes
-    };
-    let mut level = level_with_hysteresis(usage, previous, t);
-    let time_to_full = forecast(history.points(v.volume), &stats).time_to_full;
-    if level < Level::Drain
-        && usage
-            >= t.prune_start
-                - if previous >= Level::Drain {
-                    HYSTERESIS_POINTS
-                } else {
-                    0.0
-                }
-    {
-        // The forecast alone never drains below prune_start; once it has, it holds the
-        // level until the time to full is twice the lead, so that noise does not flap it.
-        let lead = if previous >= Level::Drain {
-            t.drain_lead * 2
-        } else {
-            t.drain_lead
-        };
-        if time_to_full.is_some_and(|ttf| ttf < lead) {
-            level = Level::Drain;
-            driven_by = Driver::Forecast;
-        }
+    let expired = inventory.map_or_else(Vec::new, |inv| expired_images(inv, &settings.docker, now));
+    Reclaim {
+        wanted,
+        needed_bytes,
+        steps,
+        expired,
     }
-    VolumeVerdict {
-        volume: v.volume,
-        path: v.path.clone(),
-        level,
-        driven_by,
-        usage_percent: usage,
-        stats: Some(stats),
-        time_to_full,
-        error: None,
-    }
+}
+
+/// `prune` by hand: the ladder down to `prune_target` whatever the level, minimum ages
+/// ignored at `critical` — the same ladder the daemon climbs. Returns the bytes to free
+/// (`None` when inodes drive it), whether the volume is critical, and the steps.
+pub fn reclaim_by_hand(
+    stats: &FsStats,
+    inventory: &Inventory,
+    settings: &Settings,
+    now: SystemTime,
+) -> (Option<u64>, bool, Vec<ReclaimStep>) {
+    let usage = stats.used_percent().max(stats.inodes_used_percent());
+    let critical = level_for(usage, &settings.thresholds) >= Level::Critical;
+    let goal = reclaim_goal(stats, settings.thresholds.prune_target);
+    let steps = plan_reclaim(inventory, goal, critical, &settings.docker, now);
+    (goal, critical, steps)
 }
 
 /// Bytes to free so that df's Use% reaches `target`; `None` when it is the inodes that are
@@ -303,17 +209,11 @@ pub fn reclaim_goal(stats: &FsStats, target: f64) -> Option<u64> {
     Some((used - capacity * target / 100.0).max(0.0).ceil() as u64)
 }
 
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
-
 #[cfg(test)]
 mod drain_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod reclaim_tests;
 #[cfg(test)]
 mod tests;

@@ -44,13 +44,32 @@ pub struct ReclaimStep {
 pub fn is_protected(image: &ImageInfo, docker: &DockerSettings) -> bool {
     image.has_keep_label()
         || image
-            .tags
-            .iter()
-            .any(|tag| docker.protect.iter().any(|p| p.matches(tag)))
+            .references()
+            .any(|name| docker.protect.iter().any(|p| protects(p, name)))
 }
 
+/// A pattern protects a name when it matches it; a repo digest `repo@sha256:…` is also
+/// matched as `repo:sha256:…`, so that `amazon/amazon-ecs-agent:*` protects the agent
+/// whether it was pulled by tag or by digest.
+fn protects(pattern: &glob::Pattern, name: &str) -> bool {
+    pattern.matches(name)
+        || name
+            .split_once('@')
+            .is_some_and(|(repo, digest)| pattern.matches(&format!("{repo}:{digest}")))
+}
+
+/// The name people know an image by: its tags, else its repo digests, else its id.
+pub fn image_name(image: &ImageInfo) -> String {
+    if image.is_dangling() {
+        short_id(&image.id)
+    } else {
+        image.references().collect::<Vec<_>>().join(",")
+    }
+}
+
+/// Zero means "no minimum", even for a time a little in the future (clock skew).
 fn older_than(at: SystemTime, age: Duration, now: SystemTime) -> bool {
-    now.duration_since(at).is_ok_and(|elapsed| elapsed >= age)
+    age.is_zero() || now.duration_since(at).is_ok_and(|elapsed| elapsed >= age)
 }
 
 /// Plans removals until their estimated bytes reach `needed` (`None`: no byte goal, as when
@@ -101,7 +120,7 @@ pub fn plan_reclaim(
         if plan.add(
             Rung::DanglingImage,
             &image.id,
-            &short_id(&image.id),
+            &image_name(image),
             image.size_bytes,
         ) {
             return plan.steps;
@@ -158,7 +177,7 @@ pub fn plan_reclaim(
         if plan.add(
             Rung::UnusedImage,
             &image.id,
-            &image.tags.join(","),
+            &image_name(image),
             image.size_bytes,
         ) {
             return plan.steps;
@@ -182,6 +201,53 @@ pub fn plan_reclaim(
         _ => {}
     }
     plan.steps
+}
+
+/// Images unused for longer than `docker.max_unused_image_age`, least recently used
+/// first, with every protection of the ladder: removed even below `prune_start` (the
+/// kubelet's `imageMaximumGCAge`). Empty when the key is off.
+pub fn expired_images(
+    inventory: &Inventory,
+    docker: &DockerSettings,
+    now: SystemTime,
+) -> Vec<ReclaimStep> {
+    let Some(max_age) = docker.max_unused_image_age else {
+        return Vec::new();
+    };
+    let parents: HashSet<&str> = inventory
+        .images
+        .iter()
+        .filter_map(|i| i.parent.as_deref())
+        .collect();
+    let in_use: HashSet<&str> = inventory
+        .containers
+        .iter()
+        .map(|c| c.image_id.as_str())
+        .collect();
+    let mut expired: Vec<&ImageInfo> = inventory
+        .images
+        .iter()
+        .filter(|i| {
+            !in_use.contains(i.id.as_str())
+                && !parents.contains(i.id.as_str())
+                && !is_protected(i, docker)
+                && older_than(i.last_used, max_age, now)
+        })
+        .collect();
+    expired.sort_by(|a, b| a.last_used.cmp(&b.last_used).then_with(|| a.id.cmp(&b.id)));
+    expired
+        .into_iter()
+        .map(|i| ReclaimStep {
+            rung: if i.is_dangling() {
+                Rung::DanglingImage
+            } else {
+                Rung::UnusedImage
+            },
+            id: i.id.clone(),
+            name: image_name(i),
+            bytes: i.size_bytes,
+        })
+        .collect()
 }
 
 struct Ladder {

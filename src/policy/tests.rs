@@ -59,6 +59,7 @@ pub(super) fn image(id: &str, tag: Option<&str>, size: u64, last_used_ago: u64) 
     ImageInfo {
         id: id.into(),
         tags: tag.map(|t| vec![t.to_owned()]).unwrap_or_default(),
+        digests: Vec::new(),
         size_bytes: size,
         created: ago(last_used_ago + 86_400),
         last_used: ago(last_used_ago),

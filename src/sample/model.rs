@@ -14,8 +14,10 @@ pub const KEEP_LABEL: &str = "diskguard.keep";
 pub struct ImageInfo {
     /// `sha256:…`; removal is by id, so a multi-tagged image counts once.
     pub id: String,
-    /// `repo:tag` names; empty for a dangling image.
+    /// `repo:tag` names.
     pub tags: Vec<String>,
+    /// `repo@sha256:…` names: an image pulled by digest may have these and no tag.
+    pub digests: Vec<String>,
     pub size_bytes: u64,
     pub created: SystemTime,
     /// Last time a container was created or started from it, or it was tagged, whichever is
@@ -27,8 +29,15 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
+    /// No name at all: neither a tag nor a repo digest. An image pulled by digest only
+    /// is not dangling — it is somebody's image, aged and protected like a tagged one.
     pub fn is_dangling(&self) -> bool {
-        self.tags.is_empty()
+        self.tags.is_empty() && self.digests.is_empty()
+    }
+
+    /// Every name the image goes by: tags, then repo digests.
+    pub fn references(&self) -> impl Iterator<Item = &str> {
+        self.tags.iter().chain(&self.digests).map(String::as_str)
     }
 
     pub fn has_keep_label(&self) -> bool {
