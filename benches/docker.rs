@@ -120,12 +120,12 @@ fn inventory_timing(d: &Dockerd, config: &std::path::Path) -> (usize, usize, Dur
     }
     let (rt, _settings, source) = support::client::docker_source(config);
     let t = Instant::now();
-    let inv = rt.block_on(source.inventory()).expect("inventory");
+    let inv = rt.block_on(source.inventory(false)).expect("inventory");
     let cold = t.elapsed();
     let warm: Vec<Duration> = (0..7)
         .map(|_| {
             let t = Instant::now();
-            rt.block_on(source.inventory()).expect("inventory");
+            rt.block_on(source.inventory(false)).expect("inventory");
             t.elapsed()
         })
         .collect();

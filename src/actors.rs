@@ -25,6 +25,17 @@ pub async fn next_plan(plans: &mut PlanReceiver) -> Option<Arc<Plan>> {
     }
 }
 
+/// Runs `work` unless the plan channel closes first (shutdown): `None` then. For the
+/// steps an actor takes before it waits for plans — connecting, discovering — so that an
+/// idle agent stops at once instead of waiting out the shutdown grace.
+pub async fn or_closed<T>(plans: &PlanReceiver, work: impl Future<Output = T>) -> Option<T> {
+    let mut watcher = plans.clone();
+    tokio::select! {
+        out = work => Some(out),
+        () = async { while watcher.changed().await.is_ok() {} } => None,
+    }
+}
+
 /// The running actors and the channel that feeds them.
 #[derive(Debug)]
 pub struct Actors {

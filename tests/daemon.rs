@@ -226,3 +226,26 @@ fn not_ready_until_a_volume_can_be_read_and_still_stops_cleanly() {
         "said once: {stderr}"
     );
 }
+
+#[test]
+fn an_idle_agent_stops_without_waiting_for_any_actor() {
+    // Local mode, no Docker, CloudWatch off: every actor is idle or still setting up, so
+    // SIGTERM must find each of them ready to stop — none waits out the shutdown grace.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind");
+    let config = write_config(tmp.path(), tmp.path());
+    let child = start(&config, &path.display().to_string(), 0);
+    let ready = Heard::listen(
+        &sock,
+        |m| m.iter().any(|(_, s)| s.contains("READY=1")),
+        Duration::from_secs(10),
+    );
+    assert!(!ready.with("READY=1").is_empty(), "READY=1");
+    std::thread::sleep(Duration::from_millis(500));
+    let stderr = stop(child, &sock);
+    assert!(
+        !stderr.contains("did not finish"),
+        "an idle actor held up the exit: {stderr}"
+    );
+}

@@ -233,7 +233,7 @@ fn image_that_becomes_in_use_between_plan_and_act_is_skipped_and_counted() {
         .fill_to_used_percent(85.0);
 
     let (rt, settings, source) = support::client::docker_source(&w.config);
-    let inventory = rt.block_on(source.inventory()).expect("inventory");
+    let inventory = rt.block_on(source.inventory(false)).expect("inventory");
     let stats = diskguard::sample::stat(w.d.data_root()).expect("statvfs");
     let steps = plan_reclaim(
         &inventory,
@@ -249,11 +249,11 @@ fn image_that_becomes_in_use_between_plan_and_act_is_skipped_and_counted() {
     let user = create_container(&w.d, &first, &ContainerOpts::named("latecomer"));
     let pass = PassSettings {
         root: w.d.data_root().to_owned(),
-        target_percent: 70.0,
+        target_percent: Some(70.0),
         concurrency: 4,
         deadline: Duration::from_secs(60),
     };
-    let report = rt.block_on(run_pass(&source, &steps, &pass));
+    let report = rt.block_on(run_pass(&source, &steps, &pass, &|| false));
     assert!(
         matches!(report.steps[0].1, Outcome::InUse(_)),
         "{:?}",
@@ -271,7 +271,7 @@ fn image_that_becomes_in_use_between_plan_and_act_is_skipped_and_counted() {
     // still bring the disk down.
     assert!(report.removed().count() >= 1);
     let rest = plan_reclaim(
-        &rt.block_on(source.inventory()).expect("inventory"),
+        &rt.block_on(source.inventory(false)).expect("inventory"),
         reclaim_goal(
             &diskguard::sample::stat(w.d.data_root()).expect("statvfs"),
             70.0,
@@ -280,7 +280,7 @@ fn image_that_becomes_in_use_between_plan_and_act_is_skipped_and_counted() {
         &settings.docker,
         std::time::SystemTime::now(),
     );
-    let again = rt.block_on(run_pass(&source, &rest, &pass));
+    let again = rt.block_on(run_pass(&source, &rest, &pass, &|| false));
     assert!(
         !again.steps.iter().any(|(s, _)| s.id == first),
         "in-use image is no longer planned"
@@ -300,7 +300,7 @@ fn multi_tagged_image_is_removed_once_by_id() {
     docker_ok(&w.d, &["tag", "multi:a", "multi:b"]);
     docker_ok(&w.d, &["tag", "multi:a", "other/multi:c"]);
     let (rt, _settings, source) = support::client::docker_source(&w.config);
-    let inventory = rt.block_on(source.inventory()).expect("inventory");
+    let inventory = rt.block_on(source.inventory(false)).expect("inventory");
     let image = inventory
         .images
         .iter()
@@ -316,11 +316,16 @@ fn multi_tagged_image_is_removed_once_by_id() {
     };
     let pass = diskguard::act::reclaim::PassSettings {
         root: w.d.data_root().to_owned(),
-        target_percent: 0.0,
+        target_percent: Some(0.0),
         concurrency: 1,
         deadline: Duration::from_secs(30),
     };
-    let report = rt.block_on(diskguard::act::reclaim::run_pass(&source, &[step], &pass));
+    let report = rt.block_on(diskguard::act::reclaim::run_pass(
+        &source,
+        &[step],
+        &pass,
+        &|| false,
+    ));
     assert_eq!(report.removed().count(), 1, "{}", report.summary());
     assert!(!exists(&w.d, &id));
 }

@@ -29,8 +29,9 @@ const MAX_CONSECUTIVE_FAILURES: usize = 3;
 pub struct PassSettings {
     /// Docker's data root: statvfs is read here.
     pub root: PathBuf,
-    /// Stop once bytes and inodes are both at or below this percent.
-    pub target_percent: f64,
+    /// Stop once bytes and inodes are both at or below this percent; `None`: remove
+    /// every step (images past their maximum age go whatever the usage).
+    pub target_percent: Option<f64>,
     pub concurrency: usize,
     pub deadline: Duration,
 }
@@ -46,6 +47,8 @@ pub struct PassReport {
     pub timed_out: bool,
     /// Gave up after repeated failures.
     pub aborted: bool,
+    /// Stopped dispatching on shutdown.
+    pub stopped: bool,
     pub elapsed: Duration,
     /// Reported by the engine for the build cache rung.
     pub build_cache_bytes: u64,
@@ -68,7 +71,16 @@ impl PassReport {
     }
 
     pub fn errors(&self) -> usize {
-        self.count(|o| matches!(o, Outcome::Failed(_)))
+        self.count(Outcome::is_error)
+    }
+
+    /// Items the engine answered with an error for: skipped for the rest of the episode.
+    pub fn failed_items(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+            .map(|(s, _)| s.id.clone())
+            .collect()
     }
 
     /// Measured with statvfs before and after; 0 if something else wrote meanwhile.
@@ -94,7 +106,7 @@ impl PassReport {
         let pct =
             |s: Option<FsStats>| s.map_or("?".to_owned(), |s| format!("{:.1}%", s.used_percent()));
         format!(
-            "freed {} ({} → {}) in {:.1}s: {}; {} skipped in use, {} already gone, {} errors{}{}",
+            "freed {} ({} → {}) in {:.1}s: {}; {} skipped in use, {} already gone, {} errors{}{}{}",
             human::bytes(self.reclaimed_bytes()),
             pct(self.before),
             pct(self.after),
@@ -117,6 +129,11 @@ impl PassReport {
             } else {
                 ""
             },
+            if self.stopped {
+                "; stopped on shutdown"
+            } else {
+                ""
+            },
         )
     }
 }
@@ -130,16 +147,20 @@ pub fn rung_name(r: Rung) -> &'static str {
     }
 }
 
-fn at_target(stats: &FsStats, target: f64) -> bool {
-    stats.used_percent() <= target && stats.inodes_used_percent() <= target
+fn at_target(stats: &FsStats, target: Option<f64>) -> bool {
+    target.is_some_and(|t| stats.used_percent() <= t && stats.inodes_used_percent() <= t)
 }
 
 /// Runs the steps. Never panics and never returns early with an error: every problem is
 /// an outcome in the report.
+///
+/// `stop` is asked before each dispatch: once it says so (shutdown), nothing more is
+/// dispatched and what is in flight finishes.
 pub async fn run_pass(
     source: &DockerSource,
     steps: &[ReclaimStep],
     settings: &PassSettings,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> PassReport {
     let start = Instant::now();
     let mut report = PassReport {
@@ -166,6 +187,10 @@ pub async fn run_pass(
                 report.timed_out = true;
                 break;
             }
+            if stop() {
+                report.stopped = true;
+                break;
+            }
             if stat(&settings.root).is_ok_and(|s| at_target(&s, settings.target_percent)) {
                 report.reached_target = true;
                 break;
@@ -180,7 +205,7 @@ pub async fn run_pass(
             break;
         };
         report.build_cache_bytes += cache_bytes;
-        failures_in_a_row = if matches!(outcome, Outcome::Failed(_)) {
+        failures_in_a_row = if outcome.is_error() {
             failures_in_a_row + 1
         } else {
             0
@@ -195,7 +220,7 @@ pub async fn run_pass(
             }
             break;
         }
-        if report.timed_out || report.reached_target {
+        if report.timed_out || report.reached_target || report.stopped {
             continue;
         }
     }

@@ -19,7 +19,7 @@ pub async fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), E
             path: root.clone(),
             source,
         })?;
-        let (source, inventory) = read_docker(settings).await?;
+        let (source, inventory) = read_docker(settings, true).await?;
         let target = settings.thresholds.prune_target;
         let usage = stats.used_percent().max(stats.inodes_used_percent());
         let (goal, critical, steps) =
@@ -55,21 +55,21 @@ pub async fn prune(settings: &Settings, dry_run: bool) -> Result<(String, u8), E
         }
         let pass = PassSettings {
             root: root.clone(),
-            target_percent: target,
+            target_percent: Some(target),
             concurrency: PASS_CONCURRENCY,
             deadline: PASS_DEADLINE,
         };
-        let report = run_pass(&source, &steps, &pass).await;
+        let report = run_pass(&source, &steps, &pass, &|| false).await;
         for (s, outcome) in &report.steps {
             let word = match outcome {
                 Outcome::Removed => "removed",
                 Outcome::InUse(_) => "in-use",
                 Outcome::Gone => "gone",
-                Outcome::Failed(_) => "failed",
+                Outcome::Failed(_) | Outcome::Unreachable(_) => "failed",
             };
             let _ = write!(out, "{}", line(word, s));
             match outcome {
-                Outcome::InUse(why) | Outcome::Failed(why) => {
+                Outcome::InUse(why) | Outcome::Failed(why) | Outcome::Unreachable(why) => {
                     let _ = writeln!(out, "  ({why})");
                 }
                 _ => out.push('\n'),

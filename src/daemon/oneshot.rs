@@ -56,14 +56,16 @@ impl EcsReadError {
 }
 
 /// Connects to Docker, rebuilds last use from the engine's recent events, and reads the
-/// inventory — within `DOCKER_PATIENCE`.
+/// inventory — within `DOCKER_PATIENCE`. `sized`: with stopped containers' sizes, as the
+/// daemon reads it at `prune` level.
 pub async fn read_docker(
     settings: &Settings,
+    sized: bool,
 ) -> Result<(DockerSource, Inventory), DockerReadError> {
     let work = async {
         let source = DockerSource::connect(&settings.docker).await?;
         replay_recent(&source, REPLAY_WINDOW).await;
-        let inventory = source.inventory().await?;
+        let inventory = source.inventory(sized).await?;
         Ok((source, inventory))
     };
     tokio::time::timeout(DOCKER_PATIENCE, work)
@@ -133,9 +135,13 @@ pub struct OneShot {
 /// Samples the filesystems, reads what `reads` asks for (Docker and ECS at the same
 /// time), and decides as the daemon would with no history.
 pub async fn look(settings: &Settings, reads: Reads) -> OneShot {
+    // The daemon sizes stopped containers at `prune` level and above; so does a look.
+    let sized = crate::sample::stat(&settings.docker.root).is_ok_and(|s| {
+        s.used_percent().max(s.inodes_used_percent()) >= settings.thresholds.prune_start
+    });
     let docker = async {
         if reads.docker {
-            Some(read_docker(settings).await)
+            Some(read_docker(settings, sized).await)
         } else {
             None
         }

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 
 use super::DockerSource;
+use crate::backoff::Backoff;
 use crate::sample::ImageInfo;
 
 /// Image id → last use, and `repo:tag` → image id for resolving names in events.
@@ -190,18 +191,19 @@ pub async fn watch_events(
     stale: Arc<Notify>,
 ) {
     let mut since = Some(SystemTime::now());
-    let mut backoff = BACKOFF_START;
-    let mut failures = 0u64;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     loop {
         // The stream only yields on events; a ping says whether dockerd is there at all.
         if source.docker.ping().await.is_ok() {
-            if failures > 0 {
-                tracing::info!(attempts = failures, "Docker events stream reconnected");
+            if backoff.failures() > 0 {
+                tracing::info!(
+                    attempts = backoff.failures(),
+                    "Docker events stream reconnected"
+                );
                 // Whatever happened while disconnected shows in a fresh inventory.
                 stale.notify_one();
             }
-            failures = 0;
-            backoff = BACKOFF_START;
+            backoff.succeeded();
             status.send_modify(|s| s.connected = true);
             let mut stream = source.docker.events(Some(options(since, None)));
             loop {
@@ -224,12 +226,10 @@ pub async fn watch_events(
                 }
             }
         }
-        failures += 1;
         status.send_modify(|s| {
             s.connected = false;
             s.reconnects += 1;
         });
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::time::sleep(backoff.failed()).await;
     }
 }

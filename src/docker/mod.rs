@@ -119,7 +119,10 @@ impl DockerSource {
 
     /// Lists images and containers and merges in last use. Costs two list calls plus one
     /// inspect per container that stopped and per image that appeared since the last call.
-    pub async fn inventory(&self) -> Result<Inventory, DockerError> {
+    /// `sized` (at `prune` level only): stopped containers also get their writable layer
+    /// and json log sizes, so that a plan lists what a pass will really free — the engine
+    /// walks those containers' layers for it.
+    pub async fn inventory(&self, sized: bool) -> Result<Inventory, DockerError> {
         let images_opts = ListImagesOptions {
             all: false,
             ..Default::default()
@@ -128,12 +131,13 @@ impl DockerSource {
             all: true,
             ..Default::default()
         };
-        let (images, containers) = tokio::try_join!(
+        let (images, containers, stopped_sizes) = tokio::try_join!(
             self.bounded("list images", self.docker.list_images(Some(images_opts))),
             self.bounded(
                 "list containers",
                 self.docker.list_containers(Some(containers_opts))
             ),
+            self.stopped_sizes(sized),
         )?;
 
         let (new_images, new_stopped) = {
@@ -168,10 +172,21 @@ impl DockerSource {
             .expect("inspect cache lock is never poisoned: no panics inside");
         cache.learn(image_facts, container_facts);
         cache.forget_gone(&images, &containers);
-        let containers: Vec<ContainerInfo> = containers
+        let mut containers: Vec<ContainerInfo> = containers
             .iter()
             .filter_map(|c| convert::container(c, &cache))
             .collect();
+        if sized {
+            for c in containers.iter_mut().filter(|c| c.state.is_stopped()) {
+                c.size_rw_bytes = Some(stopped_sizes.get(&c.id).copied().unwrap_or(0));
+                c.log_bytes = Some(
+                    cache
+                        .log_path(&c.id)
+                        .and_then(|p| std::fs::metadata(p).ok())
+                        .map_or(0, |m| m.len()),
+                );
+            }
+        }
         let events = self.last_use.snapshot();
         let images: Vec<ImageInfo> = images
             .iter()
@@ -184,6 +199,32 @@ impl DockerSource {
             containers,
             build_cache: None,
         })
+    }
+
+    /// Writable-layer sizes of the stopped containers, by id; empty unless `sized`.
+    async fn stopped_sizes(&self, sized: bool) -> Result<HashMap<String, u64>, DockerError> {
+        if !sized {
+            return Ok(HashMap::new());
+        }
+        let opts = ListContainersOptions {
+            all: true,
+            size: true,
+            filters: Some(HashMap::from([(
+                "status".to_owned(),
+                vec!["exited".to_owned(), "dead".to_owned()],
+            )])),
+            ..Default::default()
+        };
+        let listed = self
+            .bounded(
+                "list stopped containers with sizes",
+                self.docker.list_containers(Some(opts)),
+            )
+            .await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| Some((c.id?, u64::try_from(c.size_rw.unwrap_or(0)).unwrap_or(0))))
+            .collect())
     }
 
     /// Inspect of one container's log path, for attribution.

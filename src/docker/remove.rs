@@ -21,7 +21,17 @@ pub enum Outcome {
     InUse(String),
     /// Already gone (removed by someone else, or twice planned).
     Gone,
+    /// The engine answered with an error for this item (HTTP 500 …).
     Failed(String),
+    /// No answer: the engine is gone or stalled. Says nothing about the item.
+    Unreachable(String),
+}
+
+impl Outcome {
+    /// Either kind of failure: counted as a reclaim error.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Outcome::Failed(_) | Outcome::Unreachable(_))
+    }
 }
 
 /// The engine's answer when an image has several references and no `force` is given.
@@ -36,7 +46,8 @@ fn classify(e: &BollardError) -> Outcome {
             status_code: 409,
             message,
         } => Outcome::InUse(message.clone()),
-        other => Outcome::Failed(other.to_string()),
+        BollardError::DockerResponseServerError { .. } => Outcome::Failed(e.to_string()),
+        other => Outcome::Unreachable(other.to_string()),
     }
 }
 
@@ -44,7 +55,7 @@ async fn bounded<T>(call: impl Future<Output = Result<T, BollardError>>) -> Resu
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(classify(&e)),
-        Err(_) => Err(Outcome::Failed(format!(
+        Err(_) => Err(Outcome::Unreachable(format!(
             "no answer within {CALL_TIMEOUT:?}"
         ))),
     }

@@ -1,17 +1,19 @@
-//! The Docker actor: keeps the inventory fresh (every `inventory_interval`, and soon
-//! after any container or image event), runs a reclaim pass whenever the policy asks,
-//! and finds the top writers at `prune` level. Everything slow about Docker happens here,
-//! off the sampling loop.
+//! The Docker actor: performs what its state machine asks — reading the inventory, running
+//! reclaim passes, measuring the top writers — and feeds the results back. Everything
+//! slow about Docker happens here, off the sampling loop; nothing here decides.
 
+pub mod machine;
+
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, watch};
-use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
 use super::reclaim::{PASS_CONCURRENCY, PASS_DEADLINE, PassSettings, run_pass, rung_name};
-use crate::actors::{PlanReceiver, next_plan};
+use crate::actors::{PlanReceiver, next_plan, or_closed};
+use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::counters::Counters;
 use crate::docker::{
@@ -19,16 +21,14 @@ use crate::docker::{
     watch_events,
 };
 use crate::human;
-use crate::policy::Plan;
-use crate::sample::Inventory;
+use crate::policy::{Plan, ReclaimStep};
+use crate::sample::{Inventory, Volume};
+use machine::{Effect, Event, Machine, Note, PassDone, Wish};
 
-/// Events come in bursts (create, start, …): wait this long for the burst to end.
-const EVENT_DEBOUNCE: Duration = Duration::from_millis(100);
-/// How often the top writers are re-measured while the volume stays at `prune` or above.
-const WRITERS_EVERY: Duration = Duration::from_secs(30);
-/// How many top writers are shown.
+/// How many top writers are kept.
 pub const TOP_WRITERS: usize = 3;
-const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const CONNECT_FIRST: Duration = Duration::from_millis(500);
+const CONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// What the Docker actor shares with the loop and the reporters.
 #[derive(Debug, Clone)]
@@ -50,24 +50,9 @@ impl Default for DockerChannels {
     }
 }
 
-struct Actor {
-    settings: Settings,
-    out: DockerChannels,
-    source: DockerSource,
-    generation: u64,
-    /// When the last pass ended and how many items it removed.
-    last_pass: Option<(Instant, usize)>,
-    /// Step ids last reported in observe mode, so each plan is logged once.
-    observed: Vec<String>,
-    writers_at: Option<Instant>,
-    writers_task: Option<tokio::task::JoinHandle<()>>,
-    /// The inventory could not be read last time (said once per outage).
-    inventory_failing: bool,
-}
-
 /// Runs until the plan channel closes (shutdown).
 pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceiver) {
-    let Some(source) = connect(&settings, &mut plans).await else {
+    let Some(Some(source)) = or_closed(&plans.clone(), connect(&settings, &mut plans)).await else {
         return;
     };
     let stale = Arc::new(Notify::new());
@@ -76,39 +61,47 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
         out.events.clone(),
         Arc::clone(&stale),
     ));
-    let replayed = replay_recent(&source, REPLAY_WINDOW).await;
+    let Some(replayed) = or_closed(&plans, replay_recent(&source, REPLAY_WINDOW)).await else {
+        events.abort();
+        return;
+    };
     let mut actor = Actor {
+        machine: Machine::new(settings.sample.inventory_interval, settings.observe_only()),
         settings,
         out,
         source,
         generation: 0,
-        last_pass: None,
-        observed: Vec::new(),
-        writers_at: None,
+        read_at: tokio::time::Instant::now(),
         writers_task: None,
-        inventory_failing: false,
+        stopping: None,
+        usage: 0.0,
     };
-    actor.refresh().await;
+    let first = actor.machine.start();
+    if or_closed(&plans, actor.perform(first)).await.is_none() {
+        events.abort();
+        return;
+    }
     info!(
         events_replayed = replayed,
         "Docker inventory read; last use rebuilt from containers, tag times and recent events"
     );
-
-    let mut tick = tokio::time::interval(actor.settings.sample.inventory_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick.reset();
     loop {
-        tokio::select! {
+        let read = tokio::time::sleep_until(actor.read_at);
+        let event = tokio::select! {
             plan = next_plan(&mut plans) => match plan {
-                Some(plan) => actor.consider(&plan).await,
+                Some(plan) => Event::Plan(actor.wish(&plan)),
                 None => break,
             },
-            _ = stale.notified() => {
-                tokio::time::sleep(EVENT_DEBOUNCE).await;
-                actor.refresh().await;
+            () = stale.notified() => Event::Stale,
+            () = read => {
+                actor.read_at = tokio::time::Instant::now() + actor.settings.sample.inventory_interval;
+                Event::RefreshDue
             }
-            _ = tick.tick() => actor.refresh().await,
-        }
+        };
+        // A pass in progress stops dispatching when the channel closes and finishes what
+        // is in flight (bounded by the shutdown grace); reads are simply dropped.
+        actor.stopping = Some(plans.clone());
+        actor.feed(event).await;
     }
     events.abort();
     if let Some(t) = actor.writers_task.take() {
@@ -118,130 +111,151 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
 
 /// Connects, retrying with backoff; says so once, not every attempt. `None` on shutdown.
 async fn connect(settings: &Settings, plans: &mut PlanReceiver) -> Option<DockerSource> {
-    let mut backoff = Duration::from_millis(500);
-    let mut said = false;
+    let mut backoff = Backoff::new(CONNECT_FIRST, CONNECT_MAX);
     loop {
         match DockerSource::connect(&settings.docker).await {
             Ok(source) => {
                 info!(host = %source.host, api = %source.docker.client_version(), "connected to Docker");
                 return Some(source);
             }
-            Err(e) if !said => {
+            Err(e) if backoff.failures() == 0 => {
                 warn!(error = %crate::error::chain(&e), "cannot reach Docker; retrying in the background — nothing will be reclaimed until it answers");
-                said = true;
             }
             Err(_) => {}
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.failed()) => {}
             changed = plans.changed() => if changed.is_err() { return None },
         }
-        backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
     }
 }
 
+struct Actor {
+    machine: Machine,
+    settings: Settings,
+    out: DockerChannels,
+    source: DockerSource,
+    generation: u64,
+    read_at: tokio::time::Instant,
+    writers_task: Option<tokio::task::JoinHandle<()>>,
+    /// The plan channel, to see shutdown from inside a pass.
+    stopping: Option<PlanReceiver>,
+    /// The Docker volume's usage in the plan being acted on, for the log lines.
+    usage: f64,
+}
+
 impl Actor {
-    async fn refresh(&mut self) {
-        match self.source.inventory().await {
-            Ok(mut inventory) => {
-                if self.inventory_failing {
-                    info!("Docker's inventory can be read again");
-                    self.inventory_failing = false;
+    fn wish(&mut self, plan: &Plan) -> Wish {
+        self.usage = plan.volume(Volume::Docker).map_or(0.0, |v| v.usage_percent);
+        Wish {
+            wanted: plan.reclaim_wanted,
+            steps: plan.reclaim.clone(),
+            expired: plan.expired.clone(),
+            inventory: plan.inventory_generation,
+        }
+    }
+
+    async fn feed(&mut self, event: Event) {
+        let effects = self.machine.handle(event, Instant::now());
+        self.perform(effects).await;
+    }
+
+    /// Performs the effects, feeding each answer back, until there is nothing left to do.
+    async fn perform(&mut self, effects: Vec<Effect>) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            if let Some(answer) = self.effect(effect).await {
+                queue.extend(self.machine.handle(answer, Instant::now()));
+            }
+        }
+    }
+
+    async fn effect(&mut self, effect: Effect) -> Option<Event> {
+        match effect {
+            Effect::Refresh { sized } => Some(Event::Refreshed(self.refresh(sized).await)),
+            Effect::RefreshIn(after) => {
+                self.read_at = tokio::time::Instant::now() + after;
+                None
+            }
+            Effect::Pass { steps, expiry } => {
+                Some(Event::PassDone(self.pass(&steps, expiry).await))
+            }
+            Effect::Observe { steps, expiry } => {
+                observe(&steps, expiry);
+                None
+            }
+            Effect::MeasureWriters => {
+                // A size walk can take minutes on a busy engine (moby#31719): it runs on
+                // its own, so that the next pass never waits for it; never two at once.
+                if self.writers_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    let (source, out) = (self.source.clone(), self.out.writers.clone());
+                    self.writers_task = Some(tokio::spawn(measure_writers(source, out)));
                 }
-                self.generation += 1;
-                inventory.generation = self.generation;
-                self.out.inventory.send_replace(Some(Arc::new(inventory)));
+                None
             }
-            Err(e) => {
-                // The last inventory stays: a plan made from it can only fail harmlessly
-                // (the engine answers 404 or 409, which are counted), never remove wrongly.
-                if !self.inventory_failing {
-                    warn!(error = %crate::error::chain(&e), "cannot read Docker's inventory; keeping the last one");
-                    self.inventory_failing = true;
+            Effect::Say(note) => {
+                match note {
+                    Note::InventoryFailed(e) => {
+                        warn!(error = %e, "cannot read Docker's inventory; keeping the last one");
+                    }
+                    Note::InventoryRecovered => info!("Docker's inventory can be read again"),
+                    Note::Skipping(n) => warn!(
+                        skipped = n,
+                        "{n} item(s) failed to be removed earlier while the disk was full; leaving them out and going on down the ladder"
+                    ),
                 }
+                None
             }
         }
     }
 
-    async fn consider(&mut self, plan: &Plan) {
-        if !plan.reclaim_wanted {
-            self.writers_at = None;
-            return;
-        }
-        if !plan.reclaim.is_empty() && plan.inventory_generation == Some(self.generation) {
-            if self.settings.observe_only() {
-                self.observe(plan);
-            } else if self.cooled_down() {
-                self.pass(plan).await;
-            }
-        }
-        let measuring = self.writers_task.as_ref().is_some_and(|t| !t.is_finished());
-        if !measuring && self.writers_at.is_none_or(|t| t.elapsed() >= WRITERS_EVERY) {
-            self.writers_at = Some(Instant::now());
-            // A size walk can take minutes on a busy engine (moby#31719): it runs on its
-            // own, so that the next pass never waits for it.
-            let (source, out) = (self.source.clone(), self.out.writers.clone());
-            self.writers_task = Some(tokio::spawn(measure_writers(source, out)));
-        }
+    async fn refresh(&mut self, sized: bool) -> Result<u64, String> {
+        let mut inventory = self
+            .source
+            .inventory(sized)
+            .await
+            .map_err(|e| crate::error::chain(&e))?;
+        self.generation += 1;
+        inventory.generation = self.generation;
+        self.out.inventory.send_replace(Some(Arc::new(inventory)));
+        Ok(self.generation)
     }
 
-    /// After a pass that removed nothing, wait an inventory interval before trying again,
-    /// so an engine that refuses everything does not get asked every second.
-    fn cooled_down(&self) -> bool {
-        match self.last_pass {
-            Some((at, 0)) => at.elapsed() >= self.settings.sample.inventory_interval,
-            _ => true,
+    async fn pass(&mut self, steps: &[ReclaimStep], expiry: bool) -> PassDone {
+        let estimated: u64 = steps.iter().map(|s| s.bytes).sum();
+        let usage = self.usage;
+        let target = (!expiry).then_some(self.settings.thresholds.prune_target);
+        if expiry {
+            info!(
+                steps = steps.len(),
+                "removing {} image(s) unused for longer than docker.max_unused_image_age (~{})",
+                steps.len(),
+                human::bytes(estimated)
+            );
+        } else {
+            info!(
+                usage_percent = usage,
+                steps = steps.len(),
+                "reclaim pass started: docker at {usage:.1}%, goal ≤ {}%, {} steps (~{})",
+                self.settings.thresholds.prune_target,
+                steps.len(),
+                human::bytes(estimated)
+            );
         }
-    }
-
-    fn observe(&mut self, plan: &Plan) {
-        let ids: Vec<String> = plan.reclaim.iter().map(|s| s.id.clone()).collect();
-        if ids == self.observed {
-            return;
-        }
-        self.observed = ids;
-        let total: u64 = plan.reclaim.iter().map(|s| s.bytes).sum();
-        info!(
-            steps = plan.reclaim.len(),
-            "observe mode: would reclaim ~{} (removing nothing)",
-            human::bytes(total)
-        );
-        for s in &plan.reclaim {
-            info!(rung = rung_name(s.rung), id = %s.id, "observe mode: would remove {} (~{})", s.name, human::bytes(s.bytes));
-        }
-    }
-
-    async fn pass(&mut self, plan: &Plan) {
-        let docker = plan.volume(crate::sample::Volume::Docker);
-        let usage = docker.map_or(0.0, |v| v.usage_percent);
-        let estimated: u64 = plan.reclaim.iter().map(|s| s.bytes).sum();
-        info!(
-            usage_percent = usage,
-            steps = plan.reclaim.len(),
-            plan_age_ms = SystemTime::now()
-                .duration_since(plan.at)
-                .unwrap_or_default()
-                .as_millis() as u64,
-            "reclaim pass started: docker at {usage:.1}%, goal ≤ {}%, {} steps (~{})",
-            self.settings.thresholds.prune_target,
-            plan.reclaim.len(),
-            human::bytes(estimated)
-        );
         let settings = PassSettings {
             root: self.settings.docker.root.clone(),
-            target_percent: self.settings.thresholds.prune_target,
+            target_percent: target,
             concurrency: PASS_CONCURRENCY,
             deadline: PASS_DEADLINE,
         };
-        let report = run_pass(&self.source, &plan.reclaim, &settings).await;
+        let stopping = self.stopping.clone();
+        let stop = move || stopping.as_ref().is_some_and(|p| p.has_changed().is_err());
+        let report = run_pass(&self.source, steps, &settings, &stop).await;
         let c = &self.out.counters;
         c.add_reclaimed(report.reclaimed_bytes(), SystemTime::now());
-        c.reclaim_errors
-            .fetch_add(report.errors() as u64, std::sync::atomic::Ordering::Relaxed);
-        c.reclaim_skipped_in_use
-            .fetch_add(report.in_use() as u64, std::sync::atomic::Ordering::Relaxed);
-        c.reclaim_passes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counters::add(&c.reclaim_errors, report.errors() as u64);
+        Counters::add(&c.reclaim_skipped_in_use, report.in_use() as u64);
+        Counters::add(&c.reclaim_passes, 1);
         let removed = report.removed().count();
         if report.errors() > 0 {
             warn!(
@@ -258,8 +272,28 @@ impl Actor {
                 report.summary()
             );
         }
-        self.last_pass = Some((Instant::now(), removed));
-        self.refresh().await;
+        PassDone {
+            removed,
+            failed: report.failed_items(),
+            expiry,
+        }
+    }
+}
+
+fn observe(steps: &[ReclaimStep], expiry: bool) {
+    let total: u64 = steps.iter().map(|s| s.bytes).sum();
+    let why = if expiry {
+        " (unused for longer than docker.max_unused_image_age)"
+    } else {
+        ""
+    };
+    info!(
+        steps = steps.len(),
+        "observe mode: would reclaim ~{}{why} (removing nothing)",
+        human::bytes(total)
+    );
+    for s in steps {
+        info!(rung = rung_name(s.rung), id = %s.id, "observe mode: would remove {} (~{})", s.name, human::bytes(s.bytes));
     }
 }
 

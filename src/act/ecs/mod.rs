@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::actors::{PlanReceiver, next_plan};
+use crate::actors::{PlanReceiver, next_plan, or_closed};
 use crate::config::{Settings, Toggle};
 use crate::counters::Counters;
 use crate::ecs::{Discovery, EcsClient, Identity, discover};
@@ -53,7 +53,10 @@ pub async fn run(
     let sdk = tokio::sync::OnceCell::new();
     let mut search = Search::new();
     let identity = loop {
-        let found = discover(&settings.ecs, &ecs_config, &sdk).await;
+        let Some(found) = or_closed(&plans, discover(&settings.ecs, &ecs_config, &sdk)).await
+        else {
+            return;
+        };
         let missing = match found {
             Discovery::Found(id) => break id,
             Discovery::Missing { .. } => found,
@@ -83,7 +86,10 @@ pub async fn run(
     };
     info!(cluster = %identity.cluster, container_instance_arn = %identity.container_instance_arn, source = identity.source, "found this ECS container instance");
     out.identity.send_replace(Some(identity.clone()));
-    let client = EcsClient::new(sdk.get_or_init(crate::aws::sdk_config).await, identity);
+    let Some(sdk) = or_closed(&plans, sdk.get_or_init(crate::aws::sdk_config)).await else {
+        return;
+    };
+    let client = EcsClient::new(sdk, identity);
     let mut actor = Actor {
         machine: Machine::new(
             &client.identity.container_instance_arn,
@@ -97,22 +103,26 @@ pub async fn run(
         usage: 0.0,
     };
     let first = actor.machine.start();
-    actor.perform(first).await;
+    // ECS calls may take the SDK's whole retry budget; shutdown does not wait for them.
+    // Interrupting one is safe: the mark is put before DRAINING and removed after ACTIVE.
+    if or_closed(&plans, actor.perform(first)).await.is_none() {
+        return;
+    }
     loop {
         let refresh = tokio::time::sleep_until(actor.refresh);
-        tokio::select! {
+        let event = tokio::select! {
             plan = next_plan(&mut plans) => match plan {
-                Some(plan) => {
-                    let wish = actor.wish(&plan);
-                    actor.feed(Event::Plan(wish)).await;
-                }
+                Some(plan) => Event::Plan(actor.wish(&plan)),
                 None => break,
             },
             () = refresh => {
                 // The machine schedules the next refresh; until it does, a minute.
                 actor.refresh = tokio::time::Instant::now() + machine::VIEW_EVERY;
-                actor.feed(Event::RefreshDue).await;
+                Event::RefreshDue
             }
+        };
+        if or_closed(&plans, actor.feed(event)).await.is_none() {
+            break;
         }
     }
 }

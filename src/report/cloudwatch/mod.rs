@@ -20,7 +20,8 @@ mod datums;
 pub use datums::{MAX_DIMENSION_VALUE, split, to_datums};
 
 use super::metrics::Batch;
-use crate::actors::PlanReceiver;
+use crate::actors::{PlanReceiver, or_closed};
+use crate::backoff::Backoff;
 use crate::config::{Settings, Toggle};
 use crate::counters::Counters;
 
@@ -107,12 +108,18 @@ pub async fn run(
     counters: Arc<Counters>,
     mut plans: PlanReceiver,
 ) {
-    let Some(client) = client(&settings).await else {
-        // Off: keep draining the channel so the loop's sends never pile up.
-        while batches.recv().await.is_some() {}
+    // Setting up may wait on credentials and IMDS; shutdown does not wait for it.
+    let Some(client) = or_closed(&plans, client(&settings)).await else {
         return;
     };
-    let identity = identity(&settings).await;
+    let Some(client) = client else {
+        // Off: keep draining the channel so the loop's sends never pile up.
+        or_closed(&plans, async { while batches.recv().await.is_some() {} }).await;
+        return;
+    };
+    let Some(identity) = or_closed(&plans, identity(&settings)).await else {
+        return;
+    };
     info!(
         namespace = %settings.cloudwatch.namespace,
         interval = %humantime::format_duration(settings.cloudwatch.interval),
@@ -127,7 +134,7 @@ pub async fn run(
         buffer: VecDeque::new(),
         capacity: settings.cloudwatch.max_buffered_intervals,
         counters,
-        backoff: BACKOFF_START,
+        backoff: Backoff::new(BACKOFF_START, BACKOFF_MAX).jittered(),
         next_try: Instant::now(),
         failing: false,
     };
@@ -173,7 +180,7 @@ struct Sender {
     buffer: VecDeque<Batch>,
     capacity: usize,
     counters: Arc<Counters>,
-    backoff: Duration,
+    backoff: Backoff,
     next_try: Instant,
     failing: bool,
 }
@@ -226,10 +233,7 @@ impl Sender {
                     warn!(error = %DisplayErrorContext(&e), buffered = self.buffer.len(), "CloudWatch PutMetricData failed; buffering and retrying");
                 }
                 self.failing = true;
-                // Jitter: anywhere from half to the whole backoff.
-                let jittered = self.backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
-                self.next_try = Instant::now() + jittered;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                self.next_try = Instant::now() + self.backoff.failed();
                 return;
             }
         }
@@ -240,7 +244,7 @@ impl Sender {
             );
         }
         self.failing = false;
-        self.backoff = BACKOFF_START;
+        self.backoff.succeeded();
         self.next_try = Instant::now();
         self.buffer.pop_front();
     }

@@ -1,0 +1,348 @@
+//! The Docker actor's rules as tables: events in, effects out — no engine, no clock.
+
+use super::*;
+use crate::policy::Rung;
+
+const INTERVAL: Duration = Duration::from_secs(30);
+
+fn t0() -> Instant {
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
+fn at(ms: u64) -> Instant {
+    t0() + Duration::from_millis(ms)
+}
+
+fn step(id: &str) -> ReclaimStep {
+    ReclaimStep {
+        rung: Rung::UnusedImage,
+        id: id.into(),
+        name: id.into(),
+        bytes: 1,
+    }
+}
+
+fn steps(ids: &[&str]) -> Vec<ReclaimStep> {
+    ids.iter().map(|id| step(id)).collect()
+}
+
+fn wish(ids: &[&str], inventory: u64) -> Event {
+    Event::Plan(Wish {
+        wanted: true,
+        steps: steps(ids),
+        expired: Vec::new(),
+        inventory: Some(inventory),
+    })
+}
+
+fn idle(inventory: u64) -> Event {
+    Event::Plan(Wish {
+        wanted: false,
+        steps: Vec::new(),
+        expired: Vec::new(),
+        inventory: Some(inventory),
+    })
+}
+
+fn pass(ids: &[&str]) -> Effect {
+    Effect::Pass {
+        steps: steps(ids),
+        expiry: false,
+    }
+}
+
+fn done(removed: usize, failed: &[&str]) -> Event {
+    Event::PassDone(PassDone {
+        removed,
+        failed: failed.iter().map(|s| (*s).to_owned()).collect(),
+        expiry: false,
+    })
+}
+
+/// A machine that has read its first inventory (generation 1) at time 0.
+fn started(observe: bool) -> Machine {
+    let mut m = Machine::new(INTERVAL, observe);
+    assert_eq!(m.start(), vec![Effect::Refresh { sized: false }]);
+    assert_eq!(
+        m.handle(Event::Refreshed(Ok(1)), at(0)),
+        vec![Effect::RefreshIn(INTERVAL)]
+    );
+    m
+}
+
+fn table(m: &mut Machine, rows: Vec<(u64, Event, Vec<Effect>)>) {
+    for (i, (ms, event, want)) in rows.into_iter().enumerate() {
+        let got = m.handle(event.clone(), at(ms));
+        assert_eq!(got, want, "row {i} at {ms} ms: {event:?}");
+    }
+}
+
+#[test]
+fn an_event_storm_reads_at_most_once_a_second_and_never_starves_a_pass() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            // Events every 300 ms: one read a second, not one per event.
+            (
+                300,
+                Event::Stale,
+                vec![Effect::RefreshIn(Duration::from_millis(700))],
+            ),
+            (600, Event::Stale, vec![]),
+            (900, Event::Stale, vec![]),
+            (
+                1000,
+                Event::RefreshDue,
+                vec![Effect::Refresh { sized: false }],
+            ),
+            (
+                1050,
+                Event::Refreshed(Ok(2)),
+                vec![Effect::RefreshIn(INTERVAL)],
+            ),
+            (
+                1200,
+                Event::Stale,
+                vec![Effect::RefreshIn(Duration::from_millis(850))],
+            ),
+            (
+                2050,
+                Event::RefreshDue,
+                vec![Effect::Refresh { sized: false }],
+            ),
+            (
+                2100,
+                Event::Refreshed(Ok(3)),
+                vec![Effect::RefreshIn(INTERVAL)],
+            ),
+            // The disk crosses prune_start; the plan was made from generation 2, one
+            // read behind: still fresh enough, the pass starts.
+            (
+                2200,
+                wish(&["a", "b"], 2),
+                vec![pass(&["a", "b"]), Effect::MeasureWriters],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn plans_made_before_the_last_pass_are_not_acted_on() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            (
+                100,
+                wish(&["a"], 1),
+                vec![pass(&["a"]), Effect::MeasureWriters],
+            ),
+            (200, done(1, &[]), vec![Effect::Refresh { sized: true }]),
+            // The loop's plan still shows generation 1 and the read after the pass is
+            // not in: nothing.
+            (300, wish(&["a"], 1), vec![]),
+            (
+                400,
+                Event::Refreshed(Ok(2)),
+                vec![Effect::RefreshIn(INTERVAL)],
+            ),
+            (500, wish(&["a"], 1), vec![]),
+            (600, wish(&["b"], 2), vec![pass(&["b"])]),
+        ],
+    );
+}
+
+#[test]
+fn an_item_that_failed_is_skipped_for_the_episode_and_the_ladder_goes_on() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            (
+                100,
+                wish(&["bad", "a"], 1),
+                vec![pass(&["bad", "a"]), Effect::MeasureWriters],
+            ),
+            (
+                200,
+                done(1, &["bad"]),
+                vec![Effect::Refresh { sized: true }],
+            ),
+            (
+                300,
+                Event::Refreshed(Ok(2)),
+                vec![Effect::RefreshIn(INTERVAL)],
+            ),
+            (
+                400,
+                wish(&["bad", "b", "c"], 2),
+                vec![Effect::Say(Note::Skipping(1)), pass(&["b", "c"])],
+            ),
+            (500, done(2, &[]), vec![Effect::Refresh { sized: true }]),
+            (
+                600,
+                Event::Refreshed(Ok(3)),
+                vec![Effect::RefreshIn(INTERVAL)],
+            ),
+            // Only the failed item is left: nothing to do this episode.
+            (700, wish(&["bad"], 3), vec![]),
+            // The disk recovered; next time the item is tried again.
+            (800, idle(3), vec![]),
+            (
+                900,
+                wish(&["bad"], 3),
+                vec![pass(&["bad"]), Effect::MeasureWriters],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_pass_that_removed_nothing_waits_an_inventory_interval() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            (
+                100,
+                wish(&["a"], 1),
+                vec![pass(&["a"]), Effect::MeasureWriters],
+            ),
+            (200, done(0, &[]), vec![Effect::Refresh { sized: true }]),
+            (
+                300,
+                Event::Refreshed(Ok(2)),
+                vec![Effect::RefreshIn(INTERVAL)],
+            ),
+            (1_000, wish(&["a"], 2), vec![]),
+            (
+                30_200,
+                wish(&["a"], 2),
+                vec![pass(&["a"]), Effect::MeasureWriters],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_failing_read_is_said_once_and_retried_sooner_than_the_interval() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            (
+                30_000,
+                Event::RefreshDue,
+                vec![Effect::Refresh { sized: false }],
+            ),
+            (
+                30_010,
+                Event::Refreshed(Err("no answer".into())),
+                vec![
+                    Effect::Say(Note::InventoryFailed("no answer".into())),
+                    Effect::RefreshIn(Duration::from_secs(1)),
+                ],
+            ),
+            (
+                31_010,
+                Event::RefreshDue,
+                vec![Effect::Refresh { sized: false }],
+            ),
+            (
+                31_020,
+                Event::Refreshed(Err("no answer".into())),
+                vec![Effect::RefreshIn(Duration::from_secs(2))],
+            ),
+            (
+                33_020,
+                Event::RefreshDue,
+                vec![Effect::Refresh { sized: false }],
+            ),
+            (
+                33_030,
+                Event::Refreshed(Ok(2)),
+                vec![
+                    Effect::Say(Note::InventoryRecovered),
+                    Effect::RefreshIn(INTERVAL),
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn observe_mode_logs_each_new_plan_once_and_removes_nothing() {
+    let mut m = started(true);
+    let observe = |ids: &[&str]| Effect::Observe {
+        steps: steps(ids),
+        expiry: false,
+    };
+    table(
+        &mut m,
+        vec![
+            (
+                100,
+                wish(&["a"], 1),
+                vec![observe(&["a"]), Effect::MeasureWriters],
+            ),
+            (200, wish(&["a"], 1), vec![]),
+            (300, wish(&["a", "b"], 1), vec![observe(&["a", "b"])]),
+        ],
+    );
+}
+
+#[test]
+fn images_past_their_maximum_age_go_at_most_once_an_hour_and_never_before_the_ladder() {
+    let mut m = started(false);
+    let expiring = |inventory| {
+        Event::Plan(Wish {
+            wanted: false,
+            steps: Vec::new(),
+            expired: steps(&["old"]),
+            inventory: Some(inventory),
+        })
+    };
+    let expiry_pass = Effect::Pass {
+        steps: steps(&["old"]),
+        expiry: true,
+    };
+    table(
+        &mut m,
+        vec![
+            (100, expiring(1), vec![expiry_pass.clone()]),
+            (
+                200,
+                Event::PassDone(PassDone {
+                    removed: 1,
+                    failed: Vec::new(),
+                    expiry: true,
+                }),
+                vec![Effect::Refresh { sized: false }],
+            ),
+            (
+                300,
+                Event::Refreshed(Ok(2)),
+                vec![Effect::RefreshIn(INTERVAL)],
+            ),
+            (400, expiring(2), vec![]),
+            (3_600_100, expiring(2), vec![expiry_pass]),
+        ],
+    );
+}
+
+#[test]
+fn the_top_writers_are_measured_every_thirty_seconds_while_reclaim_is_wanted() {
+    let mut m = started(true);
+    table(
+        &mut m,
+        vec![
+            (0, wish(&[], 1), vec![Effect::MeasureWriters]),
+            (10_000, wish(&[], 1), vec![]),
+            (30_000, wish(&[], 1), vec![Effect::MeasureWriters]),
+            (31_000, idle(1), vec![]),
+            (32_000, wish(&[], 1), vec![Effect::MeasureWriters]),
+        ],
+    );
+}
