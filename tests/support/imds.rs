@@ -69,6 +69,8 @@ struct ImdsState {
     // token → when it stops being valid (server side).
     tokens: Mutex<HashMap<String, Instant>>,
     advertised_ttl: Mutex<Option<u64>>,
+    /// `autoscaling/target-lifecycle-state`; `None`: not in an Auto Scaling group (404).
+    lifecycle: Mutex<Option<String>>,
     issued: AtomicU64,
     counters: Counters,
 }
@@ -86,6 +88,7 @@ impl Imds {
             identity,
             tokens: Mutex::new(HashMap::new()),
             advertised_ttl: Mutex::new(None),
+            lifecycle: Mutex::new(None),
             issued: AtomicU64::new(0),
             counters: Counters::default(),
         });
@@ -116,6 +119,12 @@ impl Imds {
         *lock(&self.state.advertised_ttl) = ttl_seconds;
     }
 
+    /// What `autoscaling/target-lifecycle-state` answers (`InService`, `Terminated` …);
+    /// `None` answers 404, as on an instance outside any Auto Scaling group.
+    pub fn set_target_lifecycle_state(&self, state: Option<&str>) {
+        *lock(&self.state.lifecycle) = state.map(str::to_owned);
+    }
+
     /// `PUT /latest/api/token` requests received (answered 200 or 400).
     pub fn token_requests(&self) -> u64 {
         self.state.counters.token_requests.load(Ordering::SeqCst)
@@ -143,8 +152,13 @@ fn answer(state: &ImdsState, req: &Request) -> Reply {
         ("GET", _) => {
             state.counters.gets.fetch_add(1, Ordering::SeqCst);
             if token_is_valid(state, req) {
-                metadata(&state.identity, path)
-                    .map_or_else(|| text(404, "Not Found"), |body| text(200, &body))
+                let lifecycle = lock(&state.lifecycle).clone();
+                let value = if path == "/latest/meta-data/autoscaling/target-lifecycle-state" {
+                    lifecycle
+                } else {
+                    metadata(&state.identity, path)
+                };
+                value.map_or_else(|| text(404, "Not Found"), |body| text(200, &body))
             } else {
                 state.counters.unauthorized.fetch_add(1, Ordering::SeqCst);
                 text(401, "Unauthorized")

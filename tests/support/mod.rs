@@ -13,6 +13,7 @@ pub mod cwpeer;
 pub mod daemon;
 pub mod dockerd;
 pub mod ecs_agent;
+pub mod ecs_cluster;
 pub mod ecs_world;
 pub mod etcd;
 pub mod faultproxy;

@@ -381,6 +381,11 @@ impl Machine {
         }
         self.view = facts.generation;
         let ours_draining = facts.status == EcsStatus::Draining && facts.ours;
+        if then == Then::Undrain {
+            // The re-read was this view's action: a plan made from it does not ask again,
+            // so an instance left DRAINING is looked at once a minute, not every second.
+            self.acted = Some((facts.generation, self.critical));
+        }
         let next = match then {
             Then::Undrain if ours_draining => {
                 effects.push(Effect::ReadLifecycle);

@@ -286,19 +286,36 @@ fn giving_back_rereads_the_instance_and_asks_whether_it_is_leaving_service() {
                 Event::Lifecycle(Lifecycle::Leaving("Terminated".into())),
                 vec![Effect::Say(Note::Leaving("Terminated".into()))],
             ),
-            // Asked again with the next view, said no more.
+            // Not again from the view the re-read made: once a minute, with the next.
+            (2, wish(EcsDecision::Undrain, false, 3), vec![]),
             (
-                2,
-                wish(EcsDecision::Undrain, false, 3),
+                60,
+                Event::RefreshDue,
+                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
+            ),
+            (
+                60,
+                view(4, EcsStatus::Draining, true),
+                vec![Effect::ReadDrains],
+            ),
+            (
+                60,
+                drains(&[(ME, Some("2026-11-28T10:00:00Z"))], 10),
+                vec![],
+            ),
+            (
+                61,
+                wish(EcsDecision::Undrain, false, 4),
                 vec![Effect::ReadView],
             ),
             (
-                2,
-                view(4, EcsStatus::Draining, true),
+                61,
+                view(5, EcsStatus::Draining, true),
                 vec![Effect::ReadLifecycle],
             ),
+            // Asked again, said no more.
             (
-                2,
+                61,
                 Event::Lifecycle(Lifecycle::Leaving("Terminated".into())),
                 vec![],
             ),
