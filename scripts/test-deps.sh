@@ -12,7 +12,8 @@ MOTO_SPEC='moto[server]>=5,<6'
 # docker.io: dockerd 20.10 + /usr/bin/docker (the CLI the tests use), and it
 # pulls in containerd and runc. mount: mount/umount/losetup. util-linux:
 # setpriv (parent-death signal for peers). e2fsprogs: mkfs.ext4.
-APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd)
+# docker-registry: a private registry on loopback, to pull images by digest only.
+APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd docker-registry)
 
 installed=()
 

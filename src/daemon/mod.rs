@@ -202,6 +202,7 @@ impl Daemon {
     fn tick(&mut self, now: SystemTime) {
         let mut snapshot = self.sampler.sample(now);
         snapshot.inventory = self.docker.inventory.borrow().clone();
+        snapshot.reclaim_skip = self.docker.skipped.borrow().clone();
         snapshot.ecs = self.ecs.view.borrow().clone();
         snapshot.cluster = self
             .ecs

@@ -21,7 +21,10 @@ pub use drain::{
 pub use findings::{Finding, findings};
 pub use forecast::{Forecast, MIN_FORECAST_SPAN, drains_early, forecast};
 pub use level::{HYSTERESIS_POINTS, Level, level_for, level_with_hysteresis};
-pub use reclaim::{ReclaimStep, Rung, expired_images, image_name, is_protected, plan_reclaim};
+pub use reclaim::{
+    BUILD_CACHE, ReclaimStep, Rung, expired_images, image_name, is_protected, plan_reclaim,
+    plan_reclaim_skipping,
+};
 pub use volume::{Driver, VolumeVerdict, judge};
 
 /// What the policy remembers between ticks.
@@ -106,6 +109,15 @@ pub fn decide(
         .find(|v| v.volume == Volume::Docker && v.stats.is_some());
     let mut findings = findings(&volumes, snapshot, settings);
     let reclaim = reclaim_rule(docker, snapshot, settings, now);
+    if reclaim.wanted && !snapshot.reclaim_skip.is_empty() {
+        findings.push(Finding {
+            volume: Some(Volume::Docker),
+            message: format!(
+                "{} item(s) could not be removed (the engine answered with an error); skipped until the disk recovers",
+                snapshot.reclaim_skip.len()
+            ),
+        });
+    }
     if reclaim.wanted && snapshot.inventory.is_none() {
         findings.push(Finding {
             volume: Some(Volume::Docker),
@@ -164,12 +176,13 @@ fn reclaim_rule(
         .and_then(|s| reclaim_goal(&s, settings.thresholds.prune_target));
     let inventory = snapshot.inventory.as_deref();
     let steps = match inventory {
-        Some(inv) if wanted => plan_reclaim(
+        Some(inv) if wanted => plan_reclaim_skipping(
             inv,
             needed_bytes,
             level >= Level::Critical,
             &settings.docker,
             now,
+            &snapshot.reclaim_skip,
         ),
         _ => Vec::new(),
     };

@@ -8,6 +8,9 @@ use serde::Serialize;
 use crate::config::DockerSettings;
 use crate::sample::{ContainerInfo, ImageInfo, Inventory};
 
+/// The id of the build cache step (it has no engine id of its own).
+pub const BUILD_CACHE: &str = "build-cache";
+
 /// Rungs of the ladder, in the order they are climbed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,6 +85,19 @@ pub fn plan_reclaim(
     docker: &DockerSettings,
     now: SystemTime,
 ) -> Vec<ReclaimStep> {
+    plan_reclaim_skipping(inventory, needed, ignore_ages, docker, now, &HashSet::new())
+}
+
+/// As `plan_reclaim`, leaving out the ids in `skip` — items the engine failed to remove
+/// earlier in this episode — so that the ladder goes on past them to the goal.
+pub fn plan_reclaim_skipping(
+    inventory: &Inventory,
+    needed: Option<u64>,
+    ignore_ages: bool,
+    docker: &DockerSettings,
+    now: SystemTime,
+    skip: &HashSet<String>,
+) -> Vec<ReclaimStep> {
     let mut plan = Ladder {
         steps: Vec::new(),
         total: 0,
@@ -108,6 +124,7 @@ pub fn plan_reclaim(
         !in_use.contains(&image.id)
             && !parents.contains(image.id.as_str())
             && !is_protected(image, docker)
+            && !skip.contains(&image.id)
     };
 
     let mut dangling: Vec<&ImageInfo> = inventory
@@ -133,6 +150,7 @@ pub fn plan_reclaim(
         .filter(|c| {
             c.state.is_stopped()
                 && !c.has_keep_label()
+                && !skip.contains(&c.id)
                 && age_ok(
                     c.finished_at.unwrap_or(c.created),
                     docker.stopped_container_age,
@@ -187,13 +205,14 @@ pub fn plan_reclaim(
     // The build cache's size is not read on the fast path (only /system/df reports it,
     // slowly, in a layout that changed in Engine 29): unknown means "try it, estimate 0".
     match (docker.prune_build_cache, inventory.build_cache) {
+        (true, _) if skip.contains(BUILD_CACHE) => {}
         (true, None) => {
-            plan.add(Rung::BuildCache, "build-cache", "build cache", 0);
+            plan.add(Rung::BuildCache, BUILD_CACHE, "build cache", 0);
         }
         (true, Some(cache)) if cache.reclaimable_bytes > 0 => {
             plan.add(
                 Rung::BuildCache,
-                "build-cache",
+                BUILD_CACHE,
                 "build cache",
                 cache.reclaimable_bytes,
             );

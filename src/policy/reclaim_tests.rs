@@ -166,3 +166,27 @@ fn by_hand_the_ladder_runs_whatever_the_level() {
     assert!(!critical);
     assert_eq!(steps.len(), 1);
 }
+
+#[test]
+fn items_that_failed_this_episode_are_planned_past() {
+    let inv = inventory(vec![
+        image("img-broken", Some("a:1"), 3 * GB, 90_000),
+        image("img-next", Some("b:1"), 3 * GB, 80_000),
+    ]);
+    let mut snap = snapshot(stats(72.0, 1.0), Some(inv), None);
+    snap.volumes[0].stats = Some(stats(82.0, 1.0));
+    let plan = plan_for(&snap);
+    let ids: Vec<&str> = plan.reclaim.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["img-broken", "img-next"], "12 GB to free, 3 GB each");
+    snap.reclaim_skip.insert("img-broken".into());
+    let plan = plan_for(&snap);
+    let ids: Vec<&str> = plan.reclaim.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["img-next"]);
+    assert!(
+        plan.findings
+            .iter()
+            .any(|f| f.message.contains("could not be removed")),
+        "{:?}",
+        plan.findings
+    );
+}

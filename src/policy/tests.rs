@@ -49,6 +49,7 @@ pub(super) fn snapshot(
             error: None,
         }],
         inventory: inventory.map(std::sync::Arc::new),
+        reclaim_skip: Default::default(),
         cluster: ecs.as_ref().map(|e| e.cluster.clone()),
         ecs,
         etcd: None,

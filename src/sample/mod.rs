@@ -61,6 +61,9 @@ pub struct Snapshot {
     pub volumes: Vec<VolumeSnapshot>,
     /// Docker's images, containers and build cache; `None` until Docker has been read.
     pub inventory: Option<std::sync::Arc<Inventory>>,
+    /// Ids the engine failed to remove earlier in this reclaim episode: planned no more
+    /// until the disk recovers, so the ladder goes on past them.
+    pub reclaim_skip: std::collections::HashSet<String>,
     /// The ECS cluster this instance belongs to, from its identity (the ECS agent, the
     /// config or ecs.config) — known even while the ECS API cannot be read, so metrics
     /// keep their `ClusterName` through an outage.
@@ -77,6 +80,7 @@ impl Default for Snapshot {
             at: SystemTime::UNIX_EPOCH,
             volumes: Vec::new(),
             inventory: None,
+            reclaim_skip: std::collections::HashSet::new(),
             cluster: None,
             ecs: None,
             etcd: None,

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod cwpeer;
 pub mod daemon;
+pub mod docker_world;
 pub mod dockerd;
 pub mod ecs_agent;
 pub mod ecs_cluster;
@@ -27,6 +28,7 @@ pub mod moto;
 pub mod mounts;
 pub mod peer;
 pub mod procs;
+pub mod registry;
 pub mod slowsock;
 
 pub use dockerd::Dockerd;

@@ -28,6 +28,7 @@ pub enum Bin {
     Tar,
     Journald,
     Journalctl,
+    Registry,
 }
 
 impl Bin {
@@ -79,6 +80,11 @@ impl Bin {
                 "journalctl",
                 "apt-get install systemd",
                 &["/usr/bin/journalctl", "/bin/journalctl"],
+            ),
+            Bin::Registry => (
+                "docker-registry",
+                "apt-get install docker-registry",
+                &["/usr/bin/docker-registry"],
             ),
         }
     }

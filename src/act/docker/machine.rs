@@ -70,6 +70,9 @@ pub enum Effect {
         expiry: bool,
     },
     MeasureWriters,
+    /// The items to leave out of plans for the rest of the episode changed: tell the
+    /// policy, so that it plans past them.
+    Skip(Vec<String>),
     Say(Note),
 }
 
@@ -152,11 +155,17 @@ impl Machine {
                 if !done.expiry {
                     self.last_pass = Some((now, done.removed));
                 }
+                let before = self.failed_items.len();
                 self.failed_items.extend(done.failed);
+                let mut effects = Vec::new();
+                if self.failed_items.len() > before {
+                    effects.push(self.skip_effect());
+                }
                 // Whatever the pass changed shows in the next read; plans made before
                 // it are stale from now on.
                 self.awaiting_read_after_pass = true;
-                vec![Effect::Refresh { sized: self.sized }]
+                effects.push(Effect::Refresh { sized: self.sized });
+                effects
             }
         }
     }
@@ -191,9 +200,12 @@ impl Machine {
 
     fn plan(&mut self, wish: Wish, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
-        if !wish.wanted {
+        if !wish.wanted && !self.failed_items.is_empty() {
             // The episode is over: failed items get another chance next time.
             self.failed_items.clear();
+            effects.push(self.skip_effect());
+        }
+        if !wish.wanted {
             self.skipping_said = 0;
             self.sized = false;
             self.writers_at = None;
@@ -268,6 +280,12 @@ impl Machine {
                 });
             }
         }
+    }
+
+    fn skip_effect(&self) -> Effect {
+        let mut ids: Vec<String> = self.failed_items.iter().cloned().collect();
+        ids.sort();
+        Effect::Skip(ids)
     }
 
     /// After a pass that removed nothing, wait an inventory interval before trying again,

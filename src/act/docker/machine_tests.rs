@@ -168,7 +168,10 @@ fn an_item_that_failed_is_skipped_for_the_episode_and_the_ladder_goes_on() {
             (
                 200,
                 done(1, &["bad"]),
-                vec![Effect::Refresh { sized: true }],
+                vec![
+                    Effect::Skip(vec!["bad".into()]),
+                    Effect::Refresh { sized: true },
+                ],
             ),
             (
                 300,
@@ -189,7 +192,7 @@ fn an_item_that_failed_is_skipped_for_the_episode_and_the_ladder_goes_on() {
             // Only the failed item is left: nothing to do this episode.
             (700, wish(&["bad"], 3), vec![]),
             // The disk recovered; next time the item is tried again.
-            (800, idle(3), vec![]),
+            (800, idle(3), vec![Effect::Skip(Vec::new())]),
             (
                 900,
                 wish(&["bad"], 3),

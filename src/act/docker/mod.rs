@@ -4,7 +4,7 @@
 
 pub mod machine;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,6 +36,8 @@ pub struct DockerChannels {
     pub inventory: watch::Sender<Option<Arc<Inventory>>>,
     pub writers: watch::Sender<Vec<TopWriter>>,
     pub events: watch::Sender<EventsStatus>,
+    /// Items the engine failed to remove in this episode, for the policy to plan past.
+    pub skipped: watch::Sender<HashSet<String>>,
     pub counters: Arc<Counters>,
 }
 
@@ -45,6 +47,7 @@ impl Default for DockerChannels {
             inventory: watch::Sender::new(None),
             writers: watch::Sender::new(Vec::new()),
             events: watch::Sender::new(EventsStatus::default()),
+            skipped: watch::Sender::new(HashSet::new()),
             counters: Arc::default(),
         }
     }
@@ -191,6 +194,10 @@ impl Actor {
                     let (source, out) = (self.source.clone(), self.out.writers.clone());
                     self.writers_task = Some(tokio::spawn(measure_writers(source, out)));
                 }
+                None
+            }
+            Effect::Skip(ids) => {
+                self.out.skipped.send_replace(ids.into_iter().collect());
                 None
             }
             Effect::Say(note) => {
