@@ -230,5 +230,17 @@ fn version_names_the_git_commit() {
         .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("diskguard 0."), "{text}");
-    assert!(text.contains("(git "), "{text}");
+    // A real commit: 12 hex digits (and `-dirty` for a modified work tree), never
+    // `unknown` — CI builds from a git clone, and a build from a tarball is given the
+    // commit in DISKGUARD_GIT_SHA.
+    let sha = text
+        .split("(git ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
+    let hex = sha.strip_suffix("-dirty").unwrap_or(sha);
+    assert!(
+        hex.len() == 12 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "the git commit, not {sha:?}: {text}"
+    );
 }

@@ -239,3 +239,59 @@ fn sigterm_flushes_the_current_interval_within_two_seconds() {
     );
     assert!(!points.is_empty(), "the flushed interval reads back");
 }
+
+#[test]
+fn metrics_keep_their_cluster_name_while_ecs_cannot_be_read() {
+    use support::ecs_agent::{AgentMode, EcsAgent};
+    // The ECS agent names the cluster; the ECS API itself never answers.
+    let agent = EcsAgent::start(AgentMode::healthy(
+        "prod",
+        "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/0a1b2c3d",
+    ));
+    let peer = CwPeer::start();
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), "interval = \"2s\"").to_owned();
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "[ecs]\nenabled = false\n",
+            &format!(
+                "[ecs]\nenabled = true\nintrospection_url = {:?}\n",
+                agent.url()
+            ),
+        ),
+    )
+    .expect("write config");
+    let closed = format!("http://127.0.0.1:{}", support::peer::free_port());
+    let endpoint = peer.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_ECS", closed.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let mut d = Daemon::start_with(&cfg, &env);
+    d.wait_for("found this ECS container instance", Duration::from_secs(20));
+    d.wait_for(
+        "cannot read the ECS container instance",
+        Duration::from_secs(60),
+    );
+    let named = eventually(Duration::from_secs(30), || {
+        peer.list_metrics(NS).iter().any(|m| {
+            m["MetricName"] == "DiskUsedPercent"
+                && m["Dimensions"].as_array().is_some_and(|dims| {
+                    dims.iter()
+                        .any(|x| x["Name"] == "ClusterName" && x["Value"] == "prod")
+                })
+        })
+    });
+    assert!(
+        named,
+        "DiskUsedPercent with ClusterName=prod: {:#?}",
+        peer.list_metrics(NS)
+    );
+    d.stop();
+}
