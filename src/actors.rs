@@ -109,6 +109,8 @@ mod tests {
             reclaim_needed_bytes: None,
             reclaim: Vec::new(),
             expired: Vec::new(),
+            evict: Default::default(),
+            culprit: None,
             inventory_generation: None,
             ecs_generation: None,
             ecs: Default::default(),

@@ -1,6 +1,7 @@
 //! Running totals that actors add to and reporters read: bytes reclaimed, errors,
 //! suppressed drains. Atomics, so neither side ever waits for the other.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -19,6 +20,8 @@ pub struct Counters {
     pub metric_values_skipped: AtomicU64,
     /// (day number since the epoch, bytes reclaimed that day)
     today: Mutex<(u64, u64)>,
+    /// Evictions and drains by the task family that caused them (for `Evictions`).
+    evictions: Mutex<BTreeMap<String, u64>>,
 }
 
 fn day(at: SystemTime) -> u64 {
@@ -39,6 +42,23 @@ impl Counters {
     pub fn reclaimed_today(&self, now: SystemTime) -> u64 {
         let today = self.today.lock().unwrap_or_else(|p| p.into_inner());
         if today.0 == day(now) { today.1 } else { 0 }
+    }
+
+    /// Counts an incident caused by `family`; one with no task family (a container
+    /// outside ECS) is not counted: the metric is per family.
+    pub fn add_eviction(&self, family: Option<&str>) {
+        if let Some(f) = family {
+            let mut map = self.evictions.lock().unwrap_or_else(|p| p.into_inner());
+            *map.entry(f.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Incidents by task family since start.
+    pub fn evictions(&self) -> BTreeMap<String, u64> {
+        self.evictions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

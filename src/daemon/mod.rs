@@ -43,6 +43,9 @@ pub enum Error {
     },
 }
 
+/// The sampling interval above `prune_start` (statvfs costs microseconds).
+pub const FAST_SAMPLE: Duration = Duration::from_millis(100);
+
 /// How long actors get to finish after SIGTERM; the whole exit stays under systemd's
 /// patience and the 2 s the unit promises.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -89,9 +92,10 @@ struct Daemon {
 
 impl Daemon {
     fn new(settings: Settings) -> Self {
+        // Room for the window at the fast rate: above prune_start samples come faster.
         let history = History::new(
             settings.thresholds.forecast_window,
-            settings.sample.interval,
+            settings.sample.interval.min(FAST_SAMPLE),
         );
         let docker = DockerChannels::default();
         Daemon {
@@ -170,7 +174,8 @@ impl Daemon {
                 .spawn(|plans| crate::act::ecs::run(settings, ecs_config, channels, plans));
         }
 
-        let mut tick = tokio::time::interval(self.settings.sample.interval);
+        let mut every = self.settings.sample.interval;
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let watchdog = watchdog_interval();
         // Never fires when the watchdog is off (the branch is disabled), but must exist.
@@ -183,7 +188,14 @@ impl Daemon {
                 _ = term.recv() => break "SIGTERM",
                 _ = int.recv() => break "SIGINT",
                 // Sampling first, so the very first datagram is READY=1.
-                _ = tick.tick() => self.tick(SystemTime::now()),
+                _ = tick.tick() => {
+                    let next = self.tick(SystemTime::now());
+                    if next != every {
+                        every = next;
+                        tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                    }
+                }
                 _ = dog.tick(), if watchdog.is_some() => self.notifier.watchdog(),
             }
         };
@@ -199,9 +211,13 @@ impl Daemon {
     }
 
     /// One pass of sample → decide → act → report. Only local syscalls and arithmetic.
-    fn tick(&mut self, now: SystemTime) {
+    /// Returns how long until the next tick: `sample.interval`, or `FAST_SAMPLE` while the
+    /// Docker volume is at `prune` or above — a fast writer fills what is left in seconds,
+    /// and the eviction rule reads its rate from these samples.
+    fn tick(&mut self, now: SystemTime) -> Duration {
         let mut snapshot = self.sampler.sample(now);
         snapshot.inventory = self.docker.inventory.borrow().clone();
+        snapshot.writers = self.docker.rates.borrow().clone();
         snapshot.reclaim_skip = self.docker.skipped.borrow().clone();
         snapshot.ecs = self.ecs.view.borrow().clone();
         snapshot.cluster = self
@@ -240,6 +256,14 @@ impl Daemon {
             self.notifier.status(&summary);
         }
         self.last_summary = summary;
+        let pressed = plan
+            .volume(Volume::Docker)
+            .is_some_and(|v| v.level >= Level::Prune);
+        if pressed {
+            self.settings.sample.interval.min(FAST_SAMPLE)
+        } else {
+            self.settings.sample.interval
+        }
     }
 
     /// Logs what changed since the last tick — level transitions and new findings — never

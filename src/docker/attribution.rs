@@ -7,9 +7,7 @@ use serde::Serialize;
 use super::{DockerError, DockerSource};
 use bollard::query_parameters::ListContainersOptions;
 
-/// ECS puts these labels on every task container.
-const TASK_FAMILY_LABEL: &str = "com.amazonaws.ecs.task-definition-family";
-const ECS_CONTAINER_LABEL: &str = "com.amazonaws.ecs.container-name";
+use crate::sample::{ECS_CONTAINER_LABEL, TASK_FAMILY_LABEL};
 
 /// One container and what it holds on the Docker volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,7 +4,9 @@
 mod attribution;
 mod convert;
 mod events;
+mod evict;
 pub mod remove;
+mod writes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ use crate::sample::{ContainerInfo, ImageInfo, Inventory};
 pub use attribution::{TopWriter, top_writers};
 pub use events::{EventsStatus, LastUse, REPLAY_WINDOW, replay_recent, watch_events};
 pub use remove::Outcome;
+pub use writes::WriteMeter;
 
 /// Engine API calls in flight at once when inspecting many objects: enough to hide the
 /// round trips, few enough not to load a dockerd that is already struggling.

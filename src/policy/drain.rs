@@ -39,6 +39,7 @@ pub fn decide_ecs(
     ecs: &EcsView,
     settings: &Settings,
     recover_since: Option<SystemTime>,
+    hold: bool,
     now: SystemTime,
 ) -> (EcsDecision, Option<SystemTime>) {
     let t = &settings.thresholds;
@@ -50,6 +51,10 @@ pub fn decide_ecs(
         None
     };
     let decision = match ecs.status {
+        // An eviction is under way or has just happened: it may be all it takes.
+        EcsStatus::Active if level >= Level::Drain && hold && level < Level::Critical => {
+            EcsDecision::None
+        }
         EcsStatus::Active if level >= Level::Drain => {
             let allowed = drain_budget(
                 settings.ecs.max_draining_percent,

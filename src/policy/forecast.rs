@@ -61,6 +61,54 @@ pub fn forecast<'a>(
     }
 }
 
+/// The short window the eviction rule reads the fill rate over. A fast writer goes from
+/// `prune_start` to full in seconds, which a least-squares line over minutes of mostly
+/// flat history cannot see.
+pub const RECENT_WINDOW: Duration = Duration::from_secs(3);
+/// The short-window rate needs at least this span of samples.
+const RECENT_MIN_SPAN: Duration = Duration::from_millis(500);
+
+/// The fill over the last few seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recent {
+    /// Bytes per second; negative when falling.
+    pub bytes_per_second: f64,
+    /// At this rate, when the volume is full. `None` unless rising.
+    pub time_to_full: Option<Duration>,
+}
+
+/// The slope of used bytes over the last `RECENT_WINDOW` of `points` (oldest first); `None`
+/// with fewer than three points or less than half a second of them.
+pub fn recent<'a>(
+    points: impl DoubleEndedIterator<Item = &'a Point> + Clone,
+    now_stats: &FsStats,
+) -> Option<Recent> {
+    let last = points.clone().next_back()?;
+    let tail: Vec<&Point> = points
+        .filter(|p| {
+            last.at
+                .duration_since(p.at)
+                .is_ok_and(|age| age <= RECENT_WINDOW)
+        })
+        .collect();
+    let first = tail.first()?;
+    if tail.len() < 3 || last.at.duration_since(first.at).unwrap_or_default() < RECENT_MIN_SPAN {
+        return None;
+    }
+    let xs = tail.iter().map(|p| {
+        p.at.duration_since(first.at)
+            .unwrap_or_default()
+            .as_secs_f64()
+    });
+    let ys = tail.iter().map(|p| p.used_bytes as f64);
+    let rate = slope(xs, ys)?;
+    Some(Recent {
+        bytes_per_second: rate,
+        time_to_full: (rate > 0.0 && rate.is_finite())
+            .then(|| Duration::from_secs_f64(now_stats.avail_bytes as f64 / rate)),
+    })
+}
+
 /// Whether the forecast raises a volume to `drain` that usage alone puts lower.
 ///
 /// The forecast alone never drains below `prune_start`: a burst of image pulls on a roomy

@@ -2,6 +2,7 @@
 //! a plan comes out. No I/O and no clock reads here, so every rule is a unit test.
 
 mod drain;
+mod evict;
 mod findings;
 mod forecast;
 mod level;
@@ -18,8 +19,13 @@ pub use drain::{
     BudgetVerdict, DrainingInstance, EcsDecision, budget_room, budget_verdict, decide_ecs,
     drain_budget,
 };
+pub use evict::{
+    EVICT_SETTLE, Escalation, EvictDecision, Eviction, MIN_WRITE_RATE, STOP_GRACE, escalate,
+};
 pub use findings::{Finding, findings};
-pub use forecast::{Forecast, MIN_FORECAST_SPAN, drains_early, forecast};
+pub use forecast::{
+    Forecast, MIN_FORECAST_SPAN, RECENT_WINDOW, Recent, drains_early, forecast, recent,
+};
 pub use level::{HYSTERESIS_POINTS, Level, level_for, level_with_hysteresis};
 pub use reclaim::{
     BUILD_CACHE, ReclaimStep, Rung, expired_images, image_name, is_protected, plan_reclaim,
@@ -34,6 +40,8 @@ pub struct State {
     pub levels: BTreeMap<Volume, Level>,
     /// Since when the Docker volume has been below `recover`, continuously.
     pub recover_since: Option<SystemTime>,
+    /// When the last eviction was decided (it settles before another, or a drain).
+    pub evicted_at: Option<SystemTime>,
 }
 
 /// The decision for this tick.
@@ -56,6 +64,11 @@ pub struct Plan {
     /// The ECS view `ecs` was decided from.
     pub ecs_generation: Option<u64>,
     pub ecs: EcsDecision,
+    /// Whether to stop the container filling the disk, and which.
+    pub evict: EvictDecision,
+    /// The task family that caused this (the evicted writer's, or the fastest writer's
+    /// when draining): named on the instance and in the metrics.
+    pub culprit: Option<String>,
     pub findings: Vec<Finding>,
     /// The memory to pass to the next tick.
     pub next: State,
@@ -97,6 +110,7 @@ pub fn decide(
             .map(|v| (v.volume, v.level))
             .collect(),
         recover_since: None,
+        evicted_at: None,
     };
     let level = volumes
         .iter()
@@ -124,6 +138,29 @@ pub fn decide(
             message: "reclaim wanted, but Docker's images and containers have not been read".into(),
         });
     }
+    let escalation = docker.map_or_else(Escalation::default, |d| {
+        let recent = d
+            .stats
+            .and_then(|s| recent(history.points(Volume::Docker), &s));
+        escalate(
+            d,
+            recent,
+            reclaim.steps.iter().map(|s| s.bytes).sum(),
+            snapshot,
+            state.evicted_at,
+            settings,
+            now,
+        )
+    });
+    next.evicted_at = escalation.evicted_at;
+    if let EvictDecision::NoCandidate { why } = &escalation.evict {
+        findings.push(Finding {
+            volume: Some(Volume::Docker),
+            message: format!(
+                "the disk fills faster than a drain can help, but nothing may be evicted: {why}"
+            ),
+        });
+    }
     let mut ecs = EcsDecision::None;
     if let (Some(view), Some(d)) = (&snapshot.ecs, docker) {
         let (decision, since) = decide_ecs(
@@ -132,11 +169,17 @@ pub fn decide(
             view,
             settings,
             state.recover_since,
+            escalation.hold_drain,
             now,
         );
         ecs = decision;
         next.recover_since = since;
     }
+    let culprit = match &escalation.evict {
+        EvictDecision::Evict(e) => e.task_family.clone(),
+        _ if matches!(ecs, EcsDecision::Drain { .. }) => fastest_family(&snapshot.writers),
+        _ => None,
+    };
     Plan {
         at: now,
         level,
@@ -148,9 +191,20 @@ pub fn decide(
         inventory_generation: snapshot.inventory.as_ref().map(|i| i.generation),
         ecs_generation: snapshot.ecs.as_ref().map(|e| e.generation),
         ecs,
+        evict: escalation.evict,
+        culprit,
         findings,
         next,
     }
+}
+
+/// The task family of the container writing fastest, if it belongs to a task.
+fn fastest_family(writers: &[crate::sample::ContainerWrites]) -> Option<String> {
+    writers
+        .iter()
+        .filter(|w| w.bytes_per_second >= MIN_WRITE_RATE)
+        .max_by(|a, b| a.bytes_per_second.total_cmp(&b.bytes_per_second))
+        .and_then(|w| w.task_family().map(str::to_owned))
 }
 
 /// What to reclaim, when the Docker volume asks for it.
@@ -224,6 +278,8 @@ pub fn reclaim_goal(stats: &FsStats, target: f64) -> Option<u64> {
 
 #[cfg(test)]
 mod drain_tests;
+#[cfg(test)]
+mod evict_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

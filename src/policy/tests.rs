@@ -50,6 +50,7 @@ pub(super) fn snapshot(
         }],
         inventory: inventory.map(std::sync::Arc::new),
         reclaim_skip: Default::default(),
+        writers: Default::default(),
         cluster: ecs.as_ref().map(|e| e.cluster.clone()),
         ecs,
         etcd: None,

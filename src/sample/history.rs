@@ -61,7 +61,7 @@ impl History {
     }
 
     /// Points of one volume, oldest first.
-    pub fn points(&self, volume: Volume) -> impl Iterator<Item = &Point> + Clone {
+    pub fn points(&self, volume: Volume) -> impl DoubleEndedIterator<Item = &Point> + Clone {
         self.volumes.get(&volume).into_iter().flatten()
     }
 

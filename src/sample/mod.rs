@@ -17,8 +17,9 @@ use crate::config::{Settings, Toggle};
 pub use fs::{FsStats, stat};
 pub use history::{History, Point};
 pub use model::{
-    BuildCache, ContainerInfo, ContainerState, DrainingInstance, EcsStatus, EcsView, EtcdView,
-    ImageInfo, Inventory, KEEP_LABEL,
+    BuildCache, ContainerInfo, ContainerState, ContainerWrites, DrainingInstance,
+    ECS_CONTAINER_LABEL, EcsStatus, EcsView, EtcdView, ImageInfo, Inventory, KEEP_LABEL,
+    TASK_ARN_LABEL, TASK_FAMILY_LABEL,
 };
 pub use mounts::{MountInfo, mount_of};
 
@@ -64,6 +65,9 @@ pub struct Snapshot {
     /// Ids the engine failed to remove earlier in this reclaim episode: planned no more
     /// until the disk recovers, so the ladder goes on past them.
     pub reclaim_skip: std::collections::HashSet<String>,
+    /// Running containers and what each wrote over the last seconds; measured only at
+    /// `prune` level and above (empty otherwise).
+    pub writers: std::sync::Arc<Vec<ContainerWrites>>,
     /// The ECS cluster this instance belongs to, from its identity (the ECS agent, the
     /// config or ecs.config) — known even while the ECS API cannot be read, so metrics
     /// keep their `ClusterName` through an outage.
@@ -81,6 +85,7 @@ impl Default for Snapshot {
             volumes: Vec::new(),
             inventory: None,
             reclaim_skip: std::collections::HashSet::new(),
+            writers: std::sync::Arc::default(),
             cluster: None,
             ecs: None,
             etcd: None,

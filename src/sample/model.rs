@@ -93,6 +93,43 @@ impl ContainerInfo {
     }
 }
 
+/// ECS puts these labels on every task container.
+pub const TASK_FAMILY_LABEL: &str = "com.amazonaws.ecs.task-definition-family";
+pub const TASK_ARN_LABEL: &str = "com.amazonaws.ecs.task-arn";
+pub const ECS_CONTAINER_LABEL: &str = "com.amazonaws.ecs.container-name";
+
+/// What one running container wrote over the last seconds, as the Docker actor measured
+/// it (the cgroup's write count where cgroup v2 has it, else its writable layer and log).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerWrites {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub labels: BTreeMap<String, String>,
+    /// Over the last measurement window.
+    pub bytes_per_second: f64,
+    /// Written since it started (cgroup), or held in its layer and log.
+    pub written_bytes: u64,
+}
+
+impl ContainerWrites {
+    pub fn has_keep_label(&self) -> bool {
+        self.labels.get(KEEP_LABEL).is_some_and(|v| v == "true")
+    }
+
+    pub fn task_family(&self) -> Option<&str> {
+        self.labels.get(TASK_FAMILY_LABEL).map(String::as_str)
+    }
+
+    pub fn task_arn(&self) -> Option<&str> {
+        self.labels.get(TASK_ARN_LABEL).map(String::as_str)
+    }
+
+    pub fn ecs_container_name(&self) -> Option<&str> {
+        self.labels.get(ECS_CONTAINER_LABEL).map(String::as_str)
+    }
+}
+
 /// Build cache size, where the engine reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuildCache {

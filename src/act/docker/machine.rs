@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
-use crate::policy::ReclaimStep;
+use crate::policy::{EvictDecision, Eviction, ReclaimStep};
 
 /// Engine events come in bursts (create, start, …): wait this long for the burst to end.
 pub const EVENT_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -30,6 +30,8 @@ pub struct Wish {
     pub expired: Vec<ReclaimStep>,
     /// The inventory generation the plan was made from.
     pub inventory: Option<u64>,
+    /// Whether to stop the container that fills the disk.
+    pub evict: EvictDecision,
 }
 
 /// What a pass did, as the machine needs it.
@@ -70,6 +72,13 @@ pub enum Effect {
         expiry: bool,
     },
     MeasureWriters,
+    /// Start (or stop) measuring what each running container writes, several times a
+    /// second: wanted at `prune` level and above, where the eviction rule reads it.
+    Meter(bool),
+    /// Stop and remove the container filling the disk.
+    Evict(Eviction),
+    /// Observe mode: say what would be evicted.
+    ObserveEviction(Eviction),
     /// The items to leave out of plans for the rest of the episode changed: tell the
     /// policy, so that it plans past them.
     Skip(Vec<String>),
@@ -103,6 +112,9 @@ pub struct Machine {
     observed_expired: Vec<String>,
     writers_at: Option<Instant>,
     expiry_at: Option<Instant>,
+    metering: bool,
+    /// Containers evicted (or, observing, named) in this episode: each at most once.
+    evicted: HashSet<String>,
 }
 
 impl Machine {
@@ -124,6 +136,8 @@ impl Machine {
             observed_expired: Vec::new(),
             writers_at: None,
             expiry_at: None,
+            metering: false,
+            evicted: HashSet::new(),
         }
     }
 
@@ -209,6 +223,21 @@ impl Machine {
             self.skipping_said = 0;
             self.sized = false;
             self.writers_at = None;
+            self.evicted.clear();
+        }
+        if wish.wanted != self.metering {
+            self.metering = wish.wanted;
+            effects.push(Effect::Meter(wish.wanted));
+        }
+        // Eviction before anything else: the disk fills faster than a pass helps.
+        if let EvictDecision::Evict(e) = &wish.evict {
+            if self.evicted.insert(e.container_id.clone()) {
+                effects.push(if self.observe {
+                    Effect::ObserveEviction(e.clone())
+                } else {
+                    Effect::Evict(e.clone())
+                });
+            }
         }
         let fresh =
             !self.awaiting_read_after_pass && wish.inventory.is_some_and(|g| g >= self.after_pass);

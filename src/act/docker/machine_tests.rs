@@ -1,7 +1,7 @@
 //! The Docker actor's rules as tables: events in, effects out — no engine, no clock.
 
 use super::*;
-use crate::policy::Rung;
+use crate::policy::{EvictDecision, Rung};
 
 const INTERVAL: Duration = Duration::from_secs(30);
 
@@ -33,6 +33,7 @@ fn wish(ids: &[&str], inventory: u64) -> Event {
         steps: steps(ids),
         expired: Vec::new(),
         inventory: Some(inventory),
+        evict: EvictDecision::None,
     })
 }
 
@@ -42,6 +43,7 @@ fn idle(inventory: u64) -> Event {
         steps: Vec::new(),
         expired: Vec::new(),
         inventory: Some(inventory),
+        evict: EvictDecision::None,
     })
 }
 
@@ -122,7 +124,11 @@ fn an_event_storm_reads_at_most_once_a_second_and_never_starves_a_pass() {
             (
                 2200,
                 wish(&["a", "b"], 2),
-                vec![pass(&["a", "b"]), Effect::MeasureWriters],
+                vec![
+                    Effect::Meter(true),
+                    pass(&["a", "b"]),
+                    Effect::MeasureWriters,
+                ],
             ),
         ],
     );
@@ -137,7 +143,7 @@ fn plans_made_before_the_last_pass_are_not_acted_on() {
             (
                 100,
                 wish(&["a"], 1),
-                vec![pass(&["a"]), Effect::MeasureWriters],
+                vec![Effect::Meter(true), pass(&["a"]), Effect::MeasureWriters],
             ),
             (200, done(1, &[]), vec![Effect::Refresh { sized: true }]),
             // The loop's plan still shows generation 1 and the read after the pass is
@@ -163,7 +169,11 @@ fn an_item_that_failed_is_skipped_for_the_episode_and_the_ladder_goes_on() {
             (
                 100,
                 wish(&["bad", "a"], 1),
-                vec![pass(&["bad", "a"]), Effect::MeasureWriters],
+                vec![
+                    Effect::Meter(true),
+                    pass(&["bad", "a"]),
+                    Effect::MeasureWriters,
+                ],
             ),
             (
                 200,
@@ -192,11 +202,15 @@ fn an_item_that_failed_is_skipped_for_the_episode_and_the_ladder_goes_on() {
             // Only the failed item is left: nothing to do this episode.
             (700, wish(&["bad"], 3), vec![]),
             // The disk recovered; next time the item is tried again.
-            (800, idle(3), vec![Effect::Skip(Vec::new())]),
+            (
+                800,
+                idle(3),
+                vec![Effect::Skip(Vec::new()), Effect::Meter(false)],
+            ),
             (
                 900,
                 wish(&["bad"], 3),
-                vec![pass(&["bad"]), Effect::MeasureWriters],
+                vec![Effect::Meter(true), pass(&["bad"]), Effect::MeasureWriters],
             ),
         ],
     );
@@ -211,7 +225,7 @@ fn a_pass_that_removed_nothing_waits_an_inventory_interval() {
             (
                 100,
                 wish(&["a"], 1),
-                vec![pass(&["a"]), Effect::MeasureWriters],
+                vec![Effect::Meter(true), pass(&["a"]), Effect::MeasureWriters],
             ),
             (200, done(0, &[]), vec![Effect::Refresh { sized: true }]),
             (
@@ -288,7 +302,7 @@ fn observe_mode_logs_each_new_plan_once_and_removes_nothing() {
             (
                 100,
                 wish(&["a"], 1),
-                vec![observe(&["a"]), Effect::MeasureWriters],
+                vec![Effect::Meter(true), observe(&["a"]), Effect::MeasureWriters],
             ),
             (200, wish(&["a"], 1), vec![]),
             (300, wish(&["a", "b"], 1), vec![observe(&["a", "b"])]),
@@ -305,6 +319,7 @@ fn images_past_their_maximum_age_go_at_most_once_an_hour_and_never_before_the_la
             steps: Vec::new(),
             expired: steps(&["old"]),
             inventory: Some(inventory),
+            evict: EvictDecision::None,
         })
     };
     let expiry_pass = Effect::Pass {
@@ -341,11 +356,85 @@ fn the_top_writers_are_measured_every_thirty_seconds_while_reclaim_is_wanted() {
     table(
         &mut m,
         vec![
-            (0, wish(&[], 1), vec![Effect::MeasureWriters]),
+            (
+                0,
+                wish(&[], 1),
+                vec![Effect::Meter(true), Effect::MeasureWriters],
+            ),
             (10_000, wish(&[], 1), vec![]),
             (30_000, wish(&[], 1), vec![Effect::MeasureWriters]),
-            (31_000, idle(1), vec![]),
-            (32_000, wish(&[], 1), vec![Effect::MeasureWriters]),
+            (31_000, idle(1), vec![Effect::Meter(false)]),
+            (
+                32_000,
+                wish(&[], 1),
+                vec![Effect::Meter(true), Effect::MeasureWriters],
+            ),
+        ],
+    );
+}
+
+fn eviction(id: &str) -> Eviction {
+    Eviction {
+        container_id: id.into(),
+        name: id.into(),
+        image: "bad:v1".into(),
+        task_family: Some("bad-task".into()),
+        task_arn: None,
+        bytes_per_second: 1e8,
+        written_bytes: 1e9 as u64,
+        kill: true,
+        why: "writing the most".into(),
+    }
+}
+
+fn evicting(id: &str, inventory: u64) -> Event {
+    Event::Plan(Wish {
+        wanted: true,
+        steps: Vec::new(),
+        expired: Vec::new(),
+        inventory: Some(inventory),
+        evict: EvictDecision::Evict(eviction(id)),
+    })
+}
+
+#[test]
+fn a_container_is_evicted_once_and_before_anything_else() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            (
+                0,
+                evicting("bad", 1),
+                vec![
+                    Effect::Meter(true),
+                    Effect::Evict(eviction("bad")),
+                    Effect::MeasureWriters,
+                ],
+            ),
+            // The plan still names it until the next read shows it gone: not again.
+            (100, evicting("bad", 1), vec![]),
+            (
+                200,
+                evicting("worse", 1),
+                vec![Effect::Evict(eviction("worse"))],
+            ),
+        ],
+    );
+    let mut m = started(true);
+    table(
+        &mut m,
+        vec![
+            (
+                0,
+                evicting("bad", 1),
+                vec![
+                    Effect::Meter(true),
+                    Effect::ObserveEviction(eviction("bad")),
+                    Effect::MeasureWriters,
+                ],
+            ),
+            (100, evicting("bad", 1), vec![]),
         ],
     );
 }

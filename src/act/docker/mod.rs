@@ -2,7 +2,9 @@
 //! reclaim passes, measuring the top writers — and feeds the results back. Everything
 //! slow about Docker happens here, off the sampling loop; nothing here decides.
 
+mod evict;
 pub mod machine;
+mod meter;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use crate::docker::{
 };
 use crate::human;
 use crate::policy::{Plan, ReclaimStep};
-use crate::sample::{Inventory, Volume};
+use crate::sample::{ContainerWrites, Inventory, Volume};
 use machine::{Effect, Event, Machine, Note, PassDone, Wish};
 
 /// How many top writers are kept.
@@ -38,6 +40,8 @@ pub struct DockerChannels {
     pub events: watch::Sender<EventsStatus>,
     /// Items the engine failed to remove in this episode, for the policy to plan past.
     pub skipped: watch::Sender<HashSet<String>>,
+    /// What each running container writes, at `prune` level and above.
+    pub rates: watch::Sender<Arc<Vec<ContainerWrites>>>,
     pub counters: Arc<Counters>,
 }
 
@@ -48,6 +52,7 @@ impl Default for DockerChannels {
             writers: watch::Sender::new(Vec::new()),
             events: watch::Sender::new(EventsStatus::default()),
             skipped: watch::Sender::new(HashSet::new()),
+            rates: watch::Sender::new(Arc::default()),
             counters: Arc::default(),
         }
     }
@@ -76,6 +81,7 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
         generation: 0,
         read_at: tokio::time::Instant::now(),
         writers_task: None,
+        meter_task: None,
         stopping: None,
         usage: 0.0,
     };
@@ -107,7 +113,10 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
         actor.feed(event).await;
     }
     events.abort();
-    if let Some(t) = actor.writers_task.take() {
+    for t in [actor.writers_task.take(), actor.meter_task.take()]
+        .into_iter()
+        .flatten()
+    {
         t.abort();
     }
 }
@@ -141,6 +150,7 @@ struct Actor {
     generation: u64,
     read_at: tokio::time::Instant,
     writers_task: Option<tokio::task::JoinHandle<()>>,
+    meter_task: Option<tokio::task::JoinHandle<()>>,
     /// The plan channel, to see shutdown from inside a pass.
     stopping: Option<PlanReceiver>,
     /// The Docker volume's usage in the plan being acted on, for the log lines.
@@ -155,6 +165,7 @@ impl Actor {
             steps: plan.reclaim.clone(),
             expired: plan.expired.clone(),
             inventory: plan.inventory_generation,
+            evict: plan.evict.clone(),
         }
     }
 
@@ -194,6 +205,30 @@ impl Actor {
                     let (source, out) = (self.source.clone(), self.out.writers.clone());
                     self.writers_task = Some(tokio::spawn(measure_writers(source, out)));
                 }
+                None
+            }
+            Effect::Meter(on) => {
+                if let Some(t) = self.meter_task.take() {
+                    t.abort();
+                }
+                self.out.rates.send_replace(Arc::default());
+                if on {
+                    self.meter_task = Some(tokio::spawn(meter::run(
+                        self.source.clone(),
+                        self.out.inventory.subscribe(),
+                        self.settings.docker.root.clone(),
+                        self.out.rates.clone(),
+                    )));
+                }
+                None
+            }
+            Effect::Evict(e) => {
+                evict::evict(&self.source, &e, &self.out.counters).await;
+                // The container is gone: the next read shows it.
+                Some(Event::Stale)
+            }
+            Effect::ObserveEviction(e) => {
+                evict::observe(&e);
                 None
             }
             Effect::Skip(ids) => {

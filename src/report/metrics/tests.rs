@@ -38,6 +38,7 @@ fn snapshot(t: SystemTime, used_pct: f64, etcd_device: u64) -> Snapshot {
         ],
         inventory: Some(Arc::default()),
         reclaim_skip: Default::default(),
+        writers: Default::default(),
         cluster: Some("prod".into()),
         ecs: Some(EcsView {
             cluster: "prod".into(),
