@@ -12,7 +12,7 @@
 //!   Docker disk, and of its json log — what it holds on the disk, whose growth is what
 //!   it writes there. A directory walk per container, capped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,6 +22,9 @@ use crate::sample::{ContainerInfo, ContainerWrites};
 
 /// Where cgroup v2 is mounted when it is the unified hierarchy.
 const CGROUP2_ROOT: &str = "/sys/fs/cgroup";
+/// Rates are taken over about this long: writers that write in bursts (a chunk, a pause)
+/// read steady, and a writer that just started still shows after one reading.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 /// A walk stops after this many entries: a container with more files in its layer is
 /// measured by what the first ones hold (its growth still shows when it writes big files).
 const WALK_LIMIT: usize = 20_000;
@@ -43,7 +46,8 @@ enum Counter {
 pub struct WriteMeter {
     cgroup_v2: bool,
     counters: HashMap<String, Counter>,
-    last: HashMap<String, (Instant, u64)>,
+    /// Recent readings per container, oldest first, spanning about `RATE_WINDOW`.
+    readings: HashMap<String, VecDeque<(Instant, u64)>>,
 }
 
 impl WriteMeter {
@@ -79,7 +83,7 @@ impl WriteMeter {
         }
         let ids: std::collections::HashSet<&str> = running.iter().map(|c| c.id.as_str()).collect();
         self.counters.retain(|id, _| ids.contains(id.as_str()));
-        self.last.retain(|id, _| ids.contains(id.as_str()));
+        self.readings.retain(|id, _| ids.contains(id.as_str()));
         let jobs: Vec<(String, Counter)> = self
             .counters
             .iter()
@@ -98,8 +102,17 @@ impl WriteMeter {
             running.iter().map(|c| (c.id.as_str(), c)).collect();
         let mut out = Vec::new();
         for (id, bytes) in readings {
-            let before = self.last.insert(id.clone(), (now, bytes));
-            let (Some((then, was)), Some(c)) = (before, by_id.get(id.as_str())) else {
+            let ring = self.readings.entry(id.clone()).or_default();
+            ring.push_back((now, bytes));
+            // Keep one reading at or beyond the window, so the rate spans all of it.
+            while ring.len() > 2
+                && ring
+                    .get(1)
+                    .is_some_and(|(t, _)| now.duration_since(*t) >= RATE_WINDOW)
+            {
+                ring.pop_front();
+            }
+            let (Some(&(then, was)), Some(c)) = (ring.front(), by_id.get(id.as_str())) else {
                 continue;
             };
             let seconds = now.duration_since(then).as_secs_f64();

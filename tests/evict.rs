@@ -1,0 +1,234 @@
+//! Eviction against a real, private dockerd on a loop-mounted ext4: a container writing
+//! at ~100 MB/s is stopped and removed before the disk is full, while a canary keeps
+//! writing; the ECS agent, pause, protected and kept containers are never the one.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::daemon::Daemon;
+use support::docker_world::{MIB, World, world};
+use support::images::{ContainerOpts, import_image, run_container};
+use support::loopfs::fs_usage;
+
+/// ~100 MB/s into the container's own layer: 5 MiB with dd, a 50 ms pause, again.
+const FAST_WRITER: &str = "i=0; while true; do dd if=/dev/zero of=/w$i bs=1M count=5 2>/dev/null; i=$((i+1)); usleep 50000; done";
+/// A small append every 100 ms; exits 1 the first time a write fails.
+const CANARY: &str = "while echo alive >> /canary.log; do usleep 100000; done; exit 1";
+
+/// The container's state, or `gone` once it no longer exists.
+fn container_state(d: &support::Dockerd, id: &str) -> String {
+    let out = d
+        .docker()
+        .args(["container", "inspect", "--format", "{{.State.Status}}", id])
+        .output()
+        .expect("docker container inspect");
+    if out.status.success() {
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    } else {
+        "gone".to_owned()
+    }
+}
+
+/// Polls df's Use% every 20 ms in the background; returns the peak when stopped.
+struct PeakWatch {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<f64>,
+}
+
+impl PeakWatch {
+    fn start(root: std::path::PathBuf) -> PeakWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let mut peak: f64 = 0.0;
+            while !flag.load(Ordering::Relaxed) {
+                peak = peak.max(fs_usage(&root).used_percent());
+                thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        PeakWatch { stop, handle }
+    }
+
+    fn peak(self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("peak watcher")
+    }
+}
+
+fn ecs_labels(opts: ContainerOpts, family: &str) -> ContainerOpts {
+    opts.label("com.amazonaws.ecs.task-definition-family", family)
+        .label(
+            "com.amazonaws.ecs.task-arn",
+            &format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{family}-0001"),
+        )
+        .label("com.amazonaws.ecs.container-name", "main")
+}
+
+/// A Docker disk of `mib` MiB filled to `pct`, a canary running, and diskguard watching
+/// it with `top` (top-level keys) and `docker` (`[docker]` keys) in its configuration.
+fn scene(mib: u64, pct: f64, top: &str, docker: &str) -> (World, String, Daemon) {
+    let mut w = world(mib, docker);
+    if !top.is_empty() {
+        let text = std::fs::read_to_string(&w.config).expect("config");
+        std::fs::write(&w.config, format!("{top}\n{text}")).expect("write config");
+    }
+    let image = import_image(&w.d, "app:v1", MIB);
+    let canary = run_container(
+        &w.d,
+        &image,
+        &ecs_labels(ContainerOpts::named("canary"), "canary").shell(CANARY),
+    );
+    w.d.loopfs_mut().expect("loop fs").fill_to_used_percent(pct);
+    let mut daemon = Daemon::start(&w.config);
+    daemon.wait_for("Docker inventory read", Duration::from_secs(30));
+    (w, canary, daemon)
+}
+
+/// Writes `mib` MiB a second (1 MiB at a time) for `seconds`, then sleeps.
+fn writer(mib: u32, seconds: u32) -> String {
+    format!(
+        "i=0; while [ $i -lt {n} ]; do dd if=/dev/zero of=/w$i bs=1M count=1 2>/dev/null; i=$((i+1)); usleep {pause}; done; sleep 3600",
+        n = seconds * mib,
+        pause = 1_000_000 / mib,
+    )
+}
+
+#[test]
+fn a_fast_writer_is_evicted_before_the_disk_is_full_and_the_canary_lives() {
+    let (w, canary, mut daemon) = scene(1024, 70.0, "", "");
+    let image = import_image(&w.d, "bad:v1", MIB);
+    let watch = PeakWatch::start(w.d.data_root().to_owned());
+    let started = Instant::now();
+    let bad = run_container(
+        &w.d,
+        &image,
+        &ecs_labels(ContainerOpts::named("bad"), "bad-task").shell(FAST_WRITER),
+    );
+    let (_, line) = daemon.wait_for("evicting container bad", Duration::from_secs(60));
+    for field in [
+        "task_family=\"bad-task\"",
+        "task_arn=\"arn:aws:ecs:",
+        "written_bytes=",
+        "bytes_per_second=",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    daemon.wait_for("evicted container bad", Duration::from_secs(30));
+    let took = started.elapsed();
+    thread::sleep(Duration::from_secs(1));
+    let peak = watch.peak();
+    println!("eviction: writer started → removed in {took:?}, peak {peak:.1}%");
+    assert!(peak < 100.0, "the disk reached {peak:.1}%");
+    assert_eq!(
+        container_state(&w.d, &bad),
+        "gone",
+        "removed, its layer freed"
+    );
+    assert_eq!(
+        container_state(&w.d, &canary),
+        "running",
+        "the canary never failed a write"
+    );
+    daemon.stop();
+}
+
+#[test]
+fn the_ecs_agent_pause_protected_and_kept_containers_are_never_evicted() {
+    // 2 GiB at 81 %: ~390 MiB left. The four spared containers write 4 MiB/s each for
+    // 20 s and are the biggest writers; `next` writes 1 MiB/s. Together the disk is full
+    // in ~20 s, sooner than a drain could help: an eviction is due, and only `next` may go.
+    let (w, _canary, mut daemon) = scene(2048, 81.0, "", "protect = [\"amazon/*\", \"mine/*\"]");
+    let agent = import_image(&w.d, "amazon/amazon-ecs-agent:latest", MIB);
+    let mine = import_image(&w.d, "mine/db:v1", MIB);
+    let plain = import_image(&w.d, "plain:v1", MIB);
+    let spared_writer = writer(4, 20);
+    let spared = [
+        run_container(
+            &w.d,
+            &agent,
+            &ContainerOpts::named("ecs-agent").shell(&spared_writer),
+        ),
+        run_container(
+            &w.d,
+            &plain,
+            &ContainerOpts::named("pause")
+                .label("com.amazonaws.ecs.container-name", "~internal~ecs~pause")
+                .shell(&spared_writer),
+        ),
+        run_container(
+            &w.d,
+            &mine,
+            &ContainerOpts::named("mine").shell(&spared_writer),
+        ),
+        run_container(
+            &w.d,
+            &plain,
+            &ContainerOpts::named("kept")
+                .label("diskguard.keep", "true")
+                .shell(&spared_writer),
+        ),
+    ];
+    let next = run_container(
+        &w.d,
+        &plain,
+        &ecs_labels(ContainerOpts::named("next"), "next-task").shell(&writer(1, 60)),
+    );
+    let (_, line) = daemon.wait_for("evicting container next", Duration::from_secs(60));
+    for why in [
+        "the ECS agent",
+        "pause container",
+        "image is protected",
+        "diskguard.keep=true",
+    ] {
+        assert!(
+            line.contains(why),
+            "passed over with the reason {why}: {line}"
+        );
+    }
+    daemon.wait_for("evicted container next", Duration::from_secs(30));
+    assert_eq!(container_state(&w.d, &next), "gone");
+    // With only spared writers left, nothing goes, and diskguard says why.
+    daemon.wait_for("nothing may be evicted", Duration::from_secs(60));
+    for id in &spared {
+        assert_eq!(container_state(&w.d, id), "running", "{id} spared");
+    }
+    assert_eq!(
+        daemon.count("evicting container"),
+        1,
+        "{}",
+        daemon.seen.join("\n")
+    );
+    daemon.stop();
+}
+
+#[test]
+fn observe_mode_names_the_writer_and_stops_nothing() {
+    let (w, _canary, mut daemon) = scene(1024, 70.0, "mode = \"observe\"", "");
+    let image = import_image(&w.d, "bad:v1", MIB);
+    let bad = run_container(
+        &w.d,
+        &image,
+        &ecs_labels(ContainerOpts::named("bad"), "bad-task").shell(
+            // Writes 300 MiB and stops: enough to be seen, not enough to fill the disk.
+            "i=0; while [ $i -lt 60 ]; do dd if=/dev/zero of=/w$i bs=1M count=5 2>/dev/null; i=$((i+1)); usleep 50000; done; sleep 3600",
+        ),
+    );
+    let (_, line) = daemon.wait_for(
+        "observe mode: would evict container bad",
+        Duration::from_secs(60),
+    );
+    assert!(line.contains("bad-task"), "{line}");
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        container_state(&w.d, &bad),
+        "running",
+        "observe mode stops nothing"
+    );
+    assert_eq!(daemon.count("evicting container"), 0);
+    daemon.stop();
+}
