@@ -99,7 +99,9 @@ pub async fn undrain(settings: &Settings, force: bool) -> Result<String, Error> 
         let _ = writeln!(out, "observe mode: would set ACTIVE {}", describe(&view));
         return Ok(out);
     }
-    client.activate(view.drained_at.as_deref()).await?;
+    client
+        .activate(view.drained_at.as_deref(), view.culprit.as_deref())
+        .await?;
     let after = client.view().await?;
     let _ = writeln!(
         out,

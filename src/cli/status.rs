@@ -25,13 +25,20 @@ pub async fn status(settings: &Settings, json: bool) -> String {
         },
     )
     .await;
-    if let Some(Err(e)) = &ecs {
-        if !e.is_local_mode(settings) {
-            plan.findings.push(Finding {
+    let mut culprits = std::collections::BTreeMap::new();
+    match &ecs {
+        Some(Err(e)) if !e.is_local_mode(settings) => plan.findings.push(Finding {
+            volume: None,
+            message: format!("ECS: {}", chain(e)),
+        }),
+        Some(Ok(client)) => match client.culprits().await {
+            Ok(c) => culprits = c,
+            Err(e) => plan.findings.push(Finding {
                 volume: None,
-                message: format!("ECS: {}", chain(e)),
-            });
-        }
+                message: format!("ECS: cannot read the cluster's culprits: {}", chain(&e)),
+            }),
+        },
+        _ => {}
     }
     let inventory = snapshot.inventory.as_deref();
     let mut status = DockerStatus {
@@ -53,7 +60,9 @@ pub async fn status(settings: &Settings, json: bool) -> String {
         Some(Err(e)) => status.error = Some(chain(&e)),
         _ => {}
     }
-    let report = StatusReport::new(&snapshot, &plan, settings).with_docker(status);
+    let report = StatusReport::new(&snapshot, &plan, settings)
+        .with_docker(status)
+        .with_culprits(&culprits);
     if json {
         // The report is plain data (strings, numbers, options): serialising cannot fail.
         serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"

@@ -318,6 +318,7 @@ fn totals(c: &Counters) -> Totals {
         reclaimed_bytes: Counters::get(&c.reclaimed_bytes),
         reclaim_errors: Counters::get(&c.reclaim_errors),
         drains_suppressed: Counters::get(&c.drains_suppressed),
+        evictions: c.evictions(),
     }
 }
 

@@ -1,17 +1,21 @@
-//! The ECS API as diskguard uses it: read this container instance and count the
-//! cluster's ACTIVE and DRAINING instances; drain and give back with the ownership mark.
+//! The ECS API as diskguard uses it: this container instance's view and state. The marks
+//! it puts on the instance are in `attributes.rs`, what it reads of the cluster in
+//! `cluster.rs`.
 
 use std::time::SystemTime;
 
 use aws_sdk_ecs::error::DisplayErrorContext;
-use aws_sdk_ecs::types::{Attribute, ContainerInstanceStatus};
+use aws_sdk_ecs::types::ContainerInstanceStatus;
 
 use super::identity::Identity;
-use crate::sample::{DrainingInstance, EcsStatus, EcsView};
+use crate::sample::{EcsStatus, EcsView};
 
-/// The ownership mark (contract): present only on instances diskguard drained. Its value
-/// is the RFC 3339 UTC time of the drain.
+/// The ownership mark (contract): present only on instances diskguard drained (or, for a
+/// few seconds, is about to: a claim). Its value is the RFC 3339 UTC time it was put.
 pub const DRAINED_AT: &str = "diskguard.drained-at";
+/// The task family that filled this instance's disk (contract), set on an eviction or a
+/// drain and removed when the disk has recovered.
+pub const CULPRIT: &str = "diskguard.culprit";
 
 /// Why an ECS call failed, naming the call and the instance.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +33,15 @@ pub enum EcsError {
 /// A client bound to one container instance.
 #[derive(Debug, Clone)]
 pub struct EcsClient {
-    client: aws_sdk_ecs::Client,
+    pub(super) client: aws_sdk_ecs::Client,
     pub identity: Identity,
 }
 
-fn call_error<E: std::error::Error + 'static>(op: &'static str, target: &str, e: E) -> EcsError {
+pub(super) fn call_error<E: std::error::Error + 'static>(
+    op: &'static str,
+    target: &str,
+    e: E,
+) -> EcsError {
     EcsError::Call {
         op,
         target: target.to_owned(),
@@ -60,11 +68,11 @@ impl EcsClient {
         aws_sdk_ecs::Client::new(config)
     }
 
-    fn arn(&self) -> &str {
+    pub(super) fn arn(&self) -> &str {
         &self.identity.container_instance_arn
     }
 
-    fn cluster(&self) -> &str {
+    pub(super) fn cluster(&self) -> &str {
         &self.identity.cluster
     }
 
@@ -94,147 +102,25 @@ impl EcsClient {
             .iter()
             .find(|a| a.name() == DRAINED_AT)
             .map(|a| a.value().unwrap_or_default().to_owned());
-        let cluster_active = self.count(ContainerInstanceStatus::Active).await?;
-        let cluster_draining = self.count(ContainerInstanceStatus::Draining).await?;
+        let culprit = me
+            .attributes()
+            .iter()
+            .find(|a| a.name() == CULPRIT)
+            .map(|a| a.value().unwrap_or_default().to_owned());
+        let (cluster_active, cluster_draining) = self.counts().await?;
         Ok(EcsView {
             cluster: self.cluster().to_owned(),
             container_instance_arn: self.arn().to_owned(),
             status,
             drained_at,
+            culprit,
             cluster_active,
             cluster_draining,
             generation: 0,
         })
     }
 
-    /// ARNs of the cluster's instances in `status`, all pages.
-    async fn list(&self, status: ContainerInstanceStatus) -> Result<Vec<String>, EcsError> {
-        let mut token = None;
-        let mut arns = Vec::new();
-        loop {
-            let page = self
-                .client
-                .list_container_instances()
-                .cluster(self.cluster())
-                .status(status.clone())
-                .max_results(100)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| call_error("ListContainerInstances", self.cluster(), e))?;
-            arns.extend(page.container_instance_arns().iter().cloned());
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(arns);
-            }
-        }
-    }
-
-    async fn count(&self, status: ContainerInstanceStatus) -> Result<u32, EcsError> {
-        Ok(u32::try_from(self.list(status).await?.len()).unwrap_or(u32::MAX))
-    }
-
-    /// The cluster's ACTIVE and DRAINING instances, counted now (all pages).
-    pub async fn counts(&self) -> Result<(u32, u32), EcsError> {
-        let active = self.count(ContainerInstanceStatus::Active).await?;
-        let draining = self.count(ContainerInstanceStatus::Draining).await?;
-        Ok((active, draining))
-    }
-
-    /// The cluster's DRAINING instances with diskguard's mark where it is set, and the
-    /// number of ACTIVE + DRAINING instances: what the budget check after a drain needs.
-    pub async fn draining_instances(&self) -> Result<(Vec<DrainingInstance>, u32), EcsError> {
-        let active = self.count(ContainerInstanceStatus::Active).await?;
-        let arns = self.list(ContainerInstanceStatus::Draining).await?;
-        let mut draining = Vec::with_capacity(arns.len());
-        // DescribeContainerInstances takes at most 100 instances a call.
-        for chunk in arns.chunks(100) {
-            let described = self
-                .client
-                .describe_container_instances()
-                .cluster(self.cluster())
-                .set_container_instances(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| call_error("DescribeContainerInstances", self.cluster(), e))?;
-            for c in described.container_instances() {
-                // A read that raced a state change: only what is DRAINING now counts.
-                if c.status() != Some("DRAINING") {
-                    continue;
-                }
-                draining.push(DrainingInstance {
-                    arn: c.container_instance_arn().unwrap_or_default().to_owned(),
-                    marked_at: c
-                        .attributes()
-                        .iter()
-                        .find(|a| a.name() == DRAINED_AT)
-                        .map(|a| a.value().unwrap_or_default().to_owned()),
-                });
-            }
-        }
-        let instances = active.saturating_add(u32::try_from(draining.len()).unwrap_or(u32::MAX));
-        Ok((draining, instances))
-    }
-
-    /// Puts the mark first, then sets DRAINING: if the second call fails, a later drain
-    /// finds the mark and simply repeats it; an instance never ends up DRAINING without
-    /// the mark that lets diskguard give it back.
-    pub async fn drain(&self, at: SystemTime) -> Result<(), EcsError> {
-        let mark = self.mark("PutAttributes", Some(rfc3339(at)))?;
-        self.client
-            .put_attributes()
-            .cluster(self.cluster())
-            .attributes(mark)
-            .send()
-            .await
-            .map_err(|e| call_error("PutAttributes", self.arn(), e))?;
-        self.set_state(ContainerInstanceStatus::Draining).await
-    }
-
-    /// Sets ACTIVE, then removes the mark (`mark`: its value as last read, if any).
-    pub async fn activate(&self, mark: Option<&str>) -> Result<(), EcsError> {
-        self.set_state(ContainerInstanceStatus::Active).await?;
-        match mark {
-            Some(value) => self.remove_mark(value).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Removes the mark as AWS documents it: name and target, no value. moto (the test
-    /// peer) deletes only on a matching value, so if the mark is still there afterwards,
-    /// the call is repeated with the value it was read with.
-    pub async fn remove_mark(&self, value: &str) -> Result<(), EcsError> {
-        self.delete_mark(None).await?;
-        if self.view().await?.drained_at.is_some() {
-            self.delete_mark(Some(value)).await?;
-        }
-        Ok(())
-    }
-
-    /// The ownership mark on this instance, by full ARN (no target type: AWS and moto
-    /// both take the id from the ARN then).
-    fn mark(&self, op: &'static str, value: Option<String>) -> Result<Attribute, EcsError> {
-        Attribute::builder()
-            .name(DRAINED_AT)
-            .set_value(value)
-            .target_id(self.arn())
-            .build()
-            .map_err(|e| call_error(op, self.arn(), e))
-    }
-
-    async fn delete_mark(&self, value: Option<&str>) -> Result<(), EcsError> {
-        let mark = self.mark("DeleteAttributes", value.map(str::to_owned))?;
-        self.client
-            .delete_attributes()
-            .cluster(self.cluster())
-            .attributes(mark)
-            .send()
-            .await
-            .map_err(|e| call_error("DeleteAttributes", self.arn(), e))?;
-        Ok(())
-    }
-
-    async fn set_state(&self, status: ContainerInstanceStatus) -> Result<(), EcsError> {
+    pub(super) async fn set_state(&self, status: ContainerInstanceStatus) -> Result<(), EcsError> {
         let out = self
             .client
             .update_container_instances_state()

@@ -1,11 +1,13 @@
 //! ECS: which container instance this is, and its state and its cluster's, as plain data.
 
+mod attributes;
 pub mod client;
+mod cluster;
 pub mod identity;
 
 use std::path::Path;
 
-pub use client::{DRAINED_AT, EcsClient, EcsError, find_arn};
+pub use client::{CULPRIT, DRAINED_AT, EcsClient, EcsError, find_arn};
 pub use identity::{
     ECS_CONFIG_PATH, Identity, Introspection, cluster_from_ecs_config, cluster_of_arn, introspect,
 };

@@ -1,6 +1,6 @@
 //! Whether to take this container instance out of ECS placement, or give it back.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -25,6 +25,8 @@ pub enum EcsDecision {
     Undrain,
     /// diskguard drained it but someone set it ACTIVE again: only remove the mark.
     RemoveStaleMark,
+    /// The disk recovered after an eviction without a drain: remove `diskguard.culprit`.
+    ClearCulprit,
 }
 
 /// How many instances of `instances` (ACTIVE + DRAINING) may be DRAINING at once.
@@ -71,6 +73,13 @@ pub fn decide_ecs(
             }
         }
         EcsStatus::Active if ours => EcsDecision::RemoveStaleMark,
+        // The episode is over: the culprit it named is no longer news.
+        EcsStatus::Active if ecs.culprit.is_some() => match since {
+            Some(s) if now.duration_since(s).unwrap_or_default() >= t.recover_after => {
+                EcsDecision::ClearCulprit
+            }
+            _ => EcsDecision::None,
+        },
         EcsStatus::Draining if ours && settings.ecs.undrain => match since {
             Some(s) if now.duration_since(s).unwrap_or_default() >= t.recover_after => {
                 EcsDecision::Undrain
@@ -96,19 +105,29 @@ pub enum BudgetVerdict {
     },
 }
 
-/// After draining, with a fresh read of the cluster's DRAINING instances: instances drained
-/// by anyone else count against the budget and are never touched; diskguard's own drains
-/// are ranked by their mark's time (ties broken by ARN) and the ones past the budget undo
-/// theirs — each instance judging only itself, so that every instance that reads the same
-/// cluster reaches the same answer. `instances` counts ACTIVE + DRAINING.
+/// A claim (the mark on a still ACTIVE instance) older than this is a stale mark, not a
+/// drain about to happen: an instance that claimed and died must not hold the budget.
+pub const CLAIM_TTL: Duration = Duration::from_secs(60);
+
+/// Whether this instance may drain (judging its claim) or keep its drain (judging it after
+/// draining), from a fresh read of the cluster. Instances drained by anyone else count
+/// against the budget and are never touched. diskguard's drains and claims are ranked —
+/// DRAINING ones first (a claim never outranks a drain already made), then by the mark's
+/// time, ties broken by ARN — and those past the budget give way, each instance judging
+/// only itself, so that every instance that reads the same cluster reaches the same
+/// answer. `instances` counts ACTIVE + DRAINING.
 pub fn budget_verdict(
     me: &str,
     draining: &[DrainingInstance],
     instances: u32,
     max_draining_percent: f64,
+    now: SystemTime,
 ) -> BudgetVerdict {
     let allowed = drain_budget(max_draining_percent, instances);
-    let others = draining.iter().filter(|d| d.marked_at.is_none()).count();
+    let others = draining
+        .iter()
+        .filter(|d| d.draining && d.marked_at.is_none())
+        .count();
     let room = allowed.saturating_sub(u32::try_from(others).unwrap_or(u32::MAX));
     // An unreadable mark sorts first: it is never this instance's own fresh mark, and
     // ranking it early makes this instance the one to give way.
@@ -118,13 +137,21 @@ pub fn budget_verdict(
             .and_then(|m| humantime::parse_rfc3339_weak(m).ok())
             .unwrap_or(SystemTime::UNIX_EPOCH)
     };
-    let mut ours: Vec<(SystemTime, &str)> = draining
+    let live = |d: &&DrainingInstance| {
+        d.marked_at.is_some()
+            && (d.draining
+                || d.arn == me
+                || now
+                    .duration_since(when(d))
+                    .map_or(true, |age| age < CLAIM_TTL))
+    };
+    let mut ours: Vec<(bool, SystemTime, &str)> = draining
         .iter()
-        .filter(|d| d.marked_at.is_some())
-        .map(|d| (when(d), d.arn.as_str()))
+        .filter(live)
+        .map(|d| (!d.draining, when(d), d.arn.as_str()))
         .collect();
     ours.sort();
-    match ours.iter().position(|(_, arn)| *arn == me) {
+    match ours.iter().position(|(_, _, arn)| *arn == me) {
         Some(rank) => {
             let rank = u32::try_from(rank).unwrap_or(u32::MAX);
             if rank < room {

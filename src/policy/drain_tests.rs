@@ -222,7 +222,13 @@ fn inst(arn: &str, mark: Option<&str>) -> DrainingInstance {
     DrainingInstance {
         arn: arn.into(),
         marked_at: mark.map(str::to_owned),
+        draining: true,
     }
+}
+
+/// Marks are taken on 2026-11-28 around 10:00 UTC; the verdict is read a second later.
+fn read_at() -> SystemTime {
+    humantime::parse_rfc3339("2026-11-28T10:00:02Z").expect("time")
 }
 
 #[test]
@@ -249,7 +255,7 @@ fn budget_verdict_keeps_the_earliest_marks_and_undoes_the_rest() {
     ];
     for (me, n, pct, want) in table {
         assert_eq!(
-            budget_verdict(me, &draining, n, pct),
+            budget_verdict(me, &draining, n, pct, read_at()),
             want,
             "{me} of {n} at {pct}%"
         );
@@ -263,11 +269,11 @@ fn drains_by_someone_else_take_budget_first_and_are_never_ranked() {
         inst("arn:me", Some("2026-11-28T10:00:00Z")),
     ];
     assert_eq!(
-        budget_verdict("arn:me", &draining, 10, 10.0),
+        budget_verdict("arn:me", &draining, 10, 10.0, read_at()),
         BudgetVerdict::Undo { rank: 0, room: 0 }
     );
     assert_eq!(
-        budget_verdict("arn:me", &draining, 20, 10.0),
+        budget_verdict("arn:me", &draining, 20, 10.0, read_at()),
         BudgetVerdict::Keep
     );
 }
@@ -280,7 +286,7 @@ fn a_mark_with_seconds_ranks_by_time_not_by_text() {
         inst("arn:a", Some("2026-11-28T10:00:00Z")),
     ];
     assert_eq!(
-        budget_verdict("arn:a", &draining, 10, 10.0),
+        budget_verdict("arn:a", &draining, 10, 10.0, read_at()),
         BudgetVerdict::Keep
     );
 }
@@ -291,4 +297,41 @@ fn budget_room_counts_the_fresh_draining_number() {
     assert_eq!(budget_room(1, 10, 10.0), Err((1, 1)));
     assert_eq!(budget_room(1, 20, 10.0), Ok(()));
     assert_eq!(budget_room(2, 20, 10.0), Err((2, 2)));
+}
+
+#[test]
+fn a_claim_counts_after_drains_and_a_stale_claim_not_at_all() {
+    let claim = |arn: &str, mark: &str| DrainingInstance {
+        arn: arn.into(),
+        marked_at: Some(mark.into()),
+        draining: false,
+    };
+    // An older claim still ranks after a drain already made.
+    let list = [
+        claim("arn:claim", "2026-11-28T10:00:00Z"),
+        inst("arn:drained", Some("2026-11-28T10:00:01Z")),
+    ];
+    assert_eq!(
+        budget_verdict("arn:claim", &list, 10, 10.0, read_at()),
+        BudgetVerdict::Undo { rank: 1, room: 1 }
+    );
+    // Two fresh claims: the earlier wins, whoever reads.
+    let list = [
+        claim("arn:b", "2026-11-28T10:00:01.200Z"),
+        claim("arn:a", "2026-11-28T10:00:01.300Z"),
+    ];
+    assert_eq!(
+        budget_verdict("arn:b", &list, 10, 10.0, read_at()),
+        BudgetVerdict::Keep
+    );
+    assert_eq!(
+        budget_verdict("arn:a", &list, 10, 10.0, read_at()),
+        BudgetVerdict::Undo { rank: 1, room: 1 }
+    );
+    // A claim left on an ACTIVE instance a minute ago is a stale mark: it holds nothing.
+    let later = read_at() + CLAIM_TTL;
+    assert_eq!(
+        budget_verdict("arn:a", &list, 10, 10.0, later),
+        BudgetVerdict::Keep
+    );
 }

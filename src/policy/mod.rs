@@ -16,8 +16,8 @@ use crate::config::Settings;
 use crate::sample::{FsStats, History, Inventory, Snapshot, Volume};
 
 pub use drain::{
-    BudgetVerdict, DrainingInstance, EcsDecision, budget_room, budget_verdict, decide_ecs,
-    drain_budget,
+    BudgetVerdict, CLAIM_TTL, DrainingInstance, EcsDecision, budget_room, budget_verdict,
+    decide_ecs, drain_budget,
 };
 pub use evict::{
     EVICT_SETTLE, Escalation, EvictDecision, Eviction, MIN_WRITE_RATE, STOP_GRACE, escalate,

@@ -199,11 +199,12 @@ proptest! {
         let mut draining: Vec<DrainingInstance> = drains.iter().enumerate().map(|(i, (ms, _))| DrainingInstance {
             arn: format!("arn:{i:03}"),
             marked_at: Some(humantime::format_rfc3339_millis(ago(10) + Duration::from_millis(*ms)).to_string()),
+            draining: true,
         }).collect();
-        draining.extend((0..others).map(|i| DrainingInstance { arn: format!("arn:other{i}"), marked_at: None }));
+        draining.extend((0..others).map(|i| DrainingInstance { arn: format!("arn:other{i}"), marked_at: None, draining: true }));
         let instances = n.max(u32::try_from(draining.len()).unwrap_or(u32::MAX));
         let kept: Vec<&str> = draining.iter().filter(|d| d.marked_at.is_some())
-            .filter(|d| budget_verdict(&d.arn, &draining, instances, pct) == BudgetVerdict::Keep)
+            .filter(|d| budget_verdict(&d.arn, &draining, instances, pct, now()) == BudgetVerdict::Keep)
             .map(|d| d.arn.as_str()).collect();
         let room = (allowed_by_counting(pct, instances) as usize).saturating_sub(others);
         prop_assert_eq!(kept.len(), room.min(drains.len()), "kept {:?}", kept);

@@ -95,6 +95,7 @@ pub(super) fn ecs(status: EcsStatus, ours: bool, active: u32, draining: u32) -> 
         container_instance_arn: "arn:aws:ecs:eu-west-1:1:container-instance/prod/abc".into(),
         status,
         drained_at: ours.then(|| "2026-11-26T04:00:00Z".into()),
+        culprit: None,
         cluster_active: active,
         cluster_draining: draining,
         generation: 1,

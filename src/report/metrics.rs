@@ -97,14 +97,19 @@ pub struct Batch {
     pub datums: Vec<Datum>,
     /// The ECS cluster at the end of the interval, for `ClusterName`.
     pub cluster: Option<String>,
+    /// `Evictions` in the interval by task family: only families that caused one, so the
+    /// metric count stays bounded by real incidents.
+    pub evictions: Vec<(String, u64)>,
 }
 
 /// Running totals the interval takes differences of.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
     pub reclaimed_bytes: u64,
     pub reclaim_errors: u64,
     pub drains_suppressed: u64,
+    /// Evictions and drains by the task family that caused them.
+    pub evictions: BTreeMap<String, u64>,
 }
 
 /// Extra numbers for `extra_metrics`, sampled with each tick when available.
@@ -274,7 +279,7 @@ impl Aggregator {
                 value: Value::Stats(stats),
             })
             .collect();
-        let before = self.totals_at_start;
+        let before = &self.totals_at_start;
         for (name, unit, delta) in [
             (
                 "ReclaimedBytes",
@@ -313,10 +318,19 @@ impl Aggregator {
                 value: Value::Single(d),
             });
         }
+        let evictions = totals
+            .evictions
+            .iter()
+            .filter_map(|(family, n)| {
+                let was = before.evictions.get(family).copied().unwrap_or(0);
+                (*n > was).then(|| (family.clone(), n - was))
+            })
+            .collect();
         let batch = Batch {
             timestamp: self.start,
             datums,
             cluster: self.cluster.clone(),
+            evictions,
         };
         self.start = align(now, self.interval).max(self.start + self.interval);
         self.totals_at_start = totals;

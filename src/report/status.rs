@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::config::{Mode, Settings, Toggle};
 use crate::docker::TopWriter;
 use crate::human;
-use crate::policy::{Driver, EcsDecision, Finding, Level, Plan};
+use crate::policy::{Driver, EcsDecision, EvictDecision, Finding, Level, Plan};
 use crate::sample::{EcsView, EtcdView, MountInfo, Snapshot, Volume};
 
 /// Why diskguard is in local mode, shown in `status` and in the first log lines.
@@ -63,6 +63,17 @@ pub struct EcsStatusReport {
     pub drained_at: Option<String>,
     pub cluster_active: u32,
     pub cluster_draining: u32,
+    /// This instance's `diskguard.culprit`, if set.
+    pub culprit: Option<String>,
+    /// Task families the cluster's instances name as culprits, with how many name each.
+    pub culprits: Vec<Culprit>,
+}
+
+/// A task family named as the cause of full disks.
+#[derive(Debug, Serialize)]
+pub struct Culprit {
+    pub task_family: String,
+    pub instances: u32,
 }
 
 impl From<&EcsView> for EcsStatusReport {
@@ -75,6 +86,8 @@ impl From<&EcsView> for EcsStatusReport {
             drained_at: v.drained_at.clone(),
             cluster_active: v.cluster_active,
             cluster_draining: v.cluster_draining,
+            culprit: v.culprit.clone(),
+            culprits: Vec::new(),
         }
     }
 }
@@ -144,6 +157,23 @@ impl StatusReport {
                 bytes: plan.reclaim_needed_bytes,
             });
         }
+        if let EvictDecision::Evict(e) = &plan.evict {
+            items.insert(
+                0,
+                PlanItem {
+                    action: "evict",
+                    target: e.container_id.clone(),
+                    name: Some(format!(
+                        "{}{}",
+                        e.name,
+                        e.task_family
+                            .as_ref()
+                            .map_or(String::new(), |f| format!(" (task family {f})"))
+                    )),
+                    bytes: Some(e.written_bytes),
+                },
+            );
+        }
         if let Some(ecs) = &snapshot.ecs {
             let action = match plan.ecs {
                 EcsDecision::None => None,
@@ -151,6 +181,7 @@ impl StatusReport {
                 EcsDecision::DrainSuppressed { .. } => Some("drain_suppressed"),
                 EcsDecision::Undrain => Some("undrain"),
                 EcsDecision::RemoveStaleMark => Some("remove_drain_attribute"),
+                EcsDecision::ClearCulprit => Some("remove_culprit_attribute"),
             };
             if let Some(action) = action {
                 items.push(PlanItem {
@@ -180,6 +211,20 @@ impl StatusReport {
             plan: items,
             findings,
         }
+    }
+
+    /// The cluster's culprits, read by `status` from every instance's attributes.
+    pub fn with_culprits(mut self, culprits: &std::collections::BTreeMap<String, u32>) -> Self {
+        if let Some(ecs) = &mut self.ecs {
+            ecs.culprits = culprits
+                .iter()
+                .map(|(f, n)| Culprit {
+                    task_family: f.clone(),
+                    instances: *n,
+                })
+                .collect();
+        }
+        self
     }
 
     pub fn with_docker(mut self, docker: DockerStatus) -> Self {
@@ -267,6 +312,24 @@ impl StatusReport {
                         ""
                     }
                 );
+                if let Some(c) = &e.culprit {
+                    let _ = writeln!(out, "  this instance names task family {c} as the culprit");
+                }
+                if !e.culprits.is_empty() {
+                    let list: Vec<String> = e
+                        .culprits
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{} ({} instance{})",
+                                c.task_family,
+                                c.instances,
+                                if c.instances == 1 { "" } else { "s" }
+                            )
+                        })
+                        .collect();
+                    let _ = writeln!(out, "  culprits in the cluster: {}", list.join(", "));
+                }
             }
             None => {
                 let _ = writeln!(out, "ecs: not connected");

@@ -179,6 +179,8 @@ pub struct EcsView {
     pub status: EcsStatus,
     /// Value of the `diskguard.drained-at` attribute: set only when diskguard drained it.
     pub drained_at: Option<String>,
+    /// Value of the `diskguard.culprit` attribute: the task family that filled the disk.
+    pub culprit: Option<String>,
     /// ACTIVE and DRAINING instances in the cluster, this one included.
     pub cluster_active: u32,
     pub cluster_draining: u32,
@@ -187,12 +189,15 @@ pub struct EcsView {
     pub generation: u64,
 }
 
-/// A DRAINING container instance of the cluster, as read when checking the budget.
+/// A container instance of the cluster that is DRAINING, or ACTIVE with diskguard's mark
+/// (a claim: it is about to drain), as read when checking the budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DrainingInstance {
     pub arn: String,
     /// Value of diskguard's mark; `None` when someone else drained it.
     pub marked_at: Option<String>,
+    /// DRAINING already; `false`: ACTIVE with a claim.
+    pub draining: bool,
 }
 
 /// etcd's backend database against its quota.

@@ -5,7 +5,7 @@
 //! again after it, suppressions counted once per episode, retry timing, the re-read and
 //! the lifecycle check before giving an instance back — is a table test here.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::aws::Lifecycle;
 use crate::backoff::Backoff;
@@ -28,6 +28,10 @@ pub struct Wish {
     pub critical: bool,
     /// The view generation the decision was made from.
     pub view: Option<u64>,
+    /// The task family that filled the disk, when the plan names one.
+    pub culprit: Option<String>,
+    /// An eviction was decided with this plan: the culprit is named at once.
+    pub evicting: bool,
 }
 
 /// This instance as a fresh read showed it.
@@ -37,6 +41,8 @@ pub struct ViewFacts {
     pub status: EcsStatus,
     /// diskguard's mark is on it.
     pub ours: bool,
+    /// The culprit attribute's value, if set.
+    pub culprit: Option<String>,
 }
 
 /// The cluster's ACTIVE and DRAINING instances, counted fresh (all pages).
@@ -62,7 +68,11 @@ pub enum Event {
     RefreshDue,
     View(Result<ViewFacts, String>),
     Count(Result<Count, String>),
+    Claimed(Result<(), String>),
+    Withdrawn(Result<(), String>),
     Drained(Result<(), String>),
+    CulpritSet(Result<(), String>),
+    CulpritCleared(Result<(), String>),
     Drains(Result<Drains, String>),
     Lifecycle(Lifecycle),
     Activated(Result<(), String>),
@@ -75,8 +85,19 @@ pub enum Effect {
     ReadView,
     /// Count the cluster's ACTIVE and DRAINING instances, fresh.
     ReadCount,
-    /// Put the mark, then set DRAINING.
+    /// Put the mark: a claim on the budget, checked before DRAINING is set.
+    Claim,
+    /// Remove the mark of a claim that lost to earlier ones.
+    Withdraw,
+    /// Set DRAINING (the claim won).
+    SetDraining,
+    /// Put the mark, then set DRAINING: at `critical`, past the budget.
     Drain,
+    /// Put `diskguard.culprit` with the task family.
+    SetCulprit(String),
+    ClearCulprit,
+    /// Count an incident caused by this family (the `Evictions` metric).
+    CountCulprit(String),
     /// Read the cluster's DRAINING instances and their marks.
     ReadDrains,
     ReadLifecycle,
@@ -103,6 +124,12 @@ pub enum Note {
         rank: u32,
         room: u32,
     },
+    LostClaim {
+        rank: u32,
+        room: u32,
+    },
+    CulpritNamed(String),
+    CulpritCleared,
     Undrained,
     StaleMarkRemoved,
     Leaving(String),
@@ -123,7 +150,16 @@ pub enum Phase {
     /// A view read; what to do once it is in.
     Reading(Then),
     Counting,
+    Claiming,
+    /// Checking a claim against the cluster's drains and claims.
+    CheckingClaim,
+    Withdrawing,
     Draining,
+    /// Putting the culprit; `verify`: right after a drain, check the budget next.
+    NamingCulprit {
+        verify: bool,
+    },
+    ClearingCulprit,
     /// Checking the budget after draining; `settle`: right after the drain.
     Verifying {
         settle: bool,
@@ -166,6 +202,11 @@ pub struct Machine {
     critical: bool,
     observed: Option<EcsDecision>,
     leaving_said: bool,
+    /// The culprit the newest plan names, the one the last view showed, and the one last
+    /// sent: each family is put once.
+    culprit: Option<String>,
+    culprit_on: Option<String>,
+    culprit_sent: Option<String>,
 }
 
 impl Machine {
@@ -184,6 +225,9 @@ impl Machine {
             critical: false,
             observed: None,
             leaving_said: false,
+            culprit: None,
+            culprit_on: None,
+            culprit_sent: None,
         }
     }
 
@@ -201,7 +245,8 @@ impl Machine {
         self.read(Then::Nothing)
     }
 
-    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
+    /// `now` for timing retries; `wall` (the clock) for judging the age of claims.
+    pub fn handle(&mut self, event: Event, now: Instant, wall: SystemTime) -> Vec<Effect> {
         match (self.phase, event) {
             (Phase::Idle, Event::Plan(wish)) => self.plan(wish, now),
             (Phase::Idle, Event::RefreshDue) => {
@@ -214,7 +259,7 @@ impl Machine {
             (Phase::Reading(then), Event::View(r)) => self.viewed(then, r, now),
             (Phase::Counting, Event::Count(Ok(c))) => {
                 match budget_room(c.draining, c.active + c.draining, self.max_draining_percent) {
-                    Ok(()) => self.go(Phase::Draining, vec![Effect::Drain]),
+                    Ok(()) => self.go(Phase::Claiming, vec![Effect::Claim]),
                     Err((draining, allowed)) => {
                         // Said and counted once per episode: the budget is read again
                         // with every fresh view while the disk stays full.
@@ -229,13 +274,88 @@ impl Machine {
             (Phase::Counting, Event::Count(Err(e))) => {
                 self.failed("count the cluster's instances", e, now)
             }
+            (Phase::Claiming, Event::Claimed(Ok(()))) => {
+                self.go(Phase::CheckingClaim, vec![Effect::ReadDrains])
+            }
+            (Phase::Claiming, Event::Claimed(Err(e))) => {
+                self.failed("claim a share of the drain budget", e, now)
+            }
+            (Phase::CheckingClaim, Event::Drains(Ok(d))) => {
+                match budget_verdict(
+                    &self.me,
+                    &d.draining,
+                    d.instances,
+                    self.max_draining_percent,
+                    wall,
+                ) {
+                    BudgetVerdict::Keep => self.go(Phase::Draining, vec![Effect::SetDraining]),
+                    BudgetVerdict::Undo { rank, room } => {
+                        let mut effects = self.count_suppression();
+                        effects.push(Effect::Say(Note::LostClaim { rank, room }));
+                        effects.push(Effect::Withdraw);
+                        self.go(Phase::Withdrawing, effects)
+                    }
+                }
+            }
+            (Phase::CheckingClaim, Event::Drains(Err(e))) => {
+                // The claim stays until the stale-mark rule removes it; it holds the budget
+                // for at most CLAIM_TTL.
+                self.failed("read the cluster's drains", e, now)
+            }
+            (Phase::Withdrawing, Event::Withdrawn(Ok(()))) => {
+                self.succeeded();
+                self.go(Phase::Idle, Vec::new())
+            }
+            (Phase::Withdrawing, Event::Withdrawn(Err(e))) => {
+                self.failed("withdraw the claim", e, now)
+            }
             (Phase::Draining, Event::Drained(Ok(()))) => {
                 self.succeeded();
                 let critical = self.critical;
-                self.go(
-                    Phase::Verifying { settle: true },
-                    vec![Effect::Say(Note::Drained { critical }), Effect::ReadDrains],
-                )
+                let mut effects = vec![Effect::Say(Note::Drained { critical })];
+                match self.culprit.clone() {
+                    Some(family) => {
+                        effects.push(Effect::CountCulprit(family.clone()));
+                        effects.push(Effect::SetCulprit(family.clone()));
+                        self.culprit_sent = Some(family);
+                        self.go(Phase::NamingCulprit { verify: true }, effects)
+                    }
+                    None => {
+                        effects.push(Effect::ReadDrains);
+                        self.go(Phase::Verifying { settle: true }, effects)
+                    }
+                }
+            }
+            (Phase::NamingCulprit { verify }, Event::CulpritSet(result)) => {
+                let mut effects = match result {
+                    Ok(()) => vec![Effect::Say(Note::CulpritNamed(
+                        self.culprit_sent.clone().unwrap_or_default(),
+                    ))],
+                    // Naming is worth a retry with the next episode, not a stop.
+                    Err(e) => {
+                        self.culprit_sent = None;
+                        vec![Effect::Say(Note::Failed {
+                            what: "name the culprit",
+                            error: e,
+                            retry_in: Duration::ZERO,
+                        })]
+                    }
+                };
+                if verify {
+                    effects.push(Effect::ReadDrains);
+                    self.go(Phase::Verifying { settle: true }, effects)
+                } else {
+                    effects.push(Effect::RefreshIn(SETTLE));
+                    self.go(Phase::Idle, effects)
+                }
+            }
+            (Phase::ClearingCulprit, Event::CulpritCleared(Ok(()))) => {
+                self.succeeded();
+                self.culprit_sent = None;
+                self.after_action(Some(Note::CulpritCleared))
+            }
+            (Phase::ClearingCulprit, Event::CulpritCleared(Err(e))) => {
+                self.failed("remove the culprit", e, now)
             }
             (Phase::Draining, Event::Drained(Err(e))) => {
                 self.failed("drain the container instance", e, now)
@@ -249,6 +369,7 @@ impl Machine {
                         &d.draining,
                         d.instances,
                         self.max_draining_percent,
+                        wall,
                     )
                 };
                 match verdict {
@@ -317,12 +438,29 @@ impl Machine {
             self.suppressed = false;
         }
         self.critical = wish.critical;
+        self.culprit = wish.culprit.clone();
         if self.retry_at.is_some_and(|at| now < at) {
             return Vec::new();
         }
         if self.view_failed {
             // The next plan is made from the fresh view.
             return self.read(Then::Nothing);
+        }
+        // An eviction names the culprit at once, whatever else the plan asks.
+        if let Some(family) = wish
+            .culprit
+            .as_ref()
+            .filter(|_| wish.evicting && !self.observe)
+        {
+            if self.culprit_on.as_ref() != Some(family)
+                && self.culprit_sent.as_ref() != Some(family)
+            {
+                self.culprit_sent = Some(family.clone());
+                return self.go(
+                    Phase::NamingCulprit { verify: false },
+                    vec![Effect::SetCulprit(family.clone())],
+                );
+            }
         }
         if wish.decision == EcsDecision::None {
             self.observed = None;
@@ -352,6 +490,9 @@ impl Machine {
             }
             EcsDecision::Undrain => self.read(Then::Undrain),
             EcsDecision::RemoveStaleMark => self.go(Phase::RemovingMark, vec![Effect::RemoveMark]),
+            EcsDecision::ClearCulprit => {
+                self.go(Phase::ClearingCulprit, vec![Effect::ClearCulprit])
+            }
             EcsDecision::None => Vec::new(),
         }
     }
@@ -380,6 +521,7 @@ impl Machine {
             effects.push(Effect::Say(Note::ViewRecovered));
         }
         self.view = facts.generation;
+        self.culprit_on = facts.culprit.clone();
         let ours_draining = facts.status == EcsStatus::Draining && facts.ours;
         if then == Then::Undrain {
             // The re-read was this view's action: a plan made from it does not ask again,

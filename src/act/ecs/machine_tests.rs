@@ -1,5 +1,7 @@
 //! The ECS actor's rules as tables: events in, effects out — no ECS, no clock.
 
+use std::time::SystemTime;
+
 use super::*;
 
 const ME: &str = "arn:aws:ecs:us-east-1:1:container-instance/prod/me";
@@ -14,11 +16,17 @@ fn at(secs: u64) -> Instant {
     t0() + Duration::from_secs(secs)
 }
 
+/// The wall clock the claims are judged by: marks in these tables are from ~10:00:00.
+fn wall() -> SystemTime {
+    humantime::parse_rfc3339("2026-11-28T10:00:05Z").expect("time")
+}
+
 fn view(generation: u64, status: EcsStatus, ours: bool) -> Event {
     Event::View(Ok(ViewFacts {
         generation,
         status,
         ours,
+        culprit: None,
     }))
 }
 
@@ -27,6 +35,8 @@ fn wish(decision: EcsDecision, critical: bool, view: u64) -> Event {
         decision,
         critical,
         view: Some(view),
+        culprit: None,
+        evicting: false,
     })
 }
 
@@ -45,6 +55,22 @@ fn drains(list: &[(&str, Option<&str>)], instances: u32) -> Event {
             .map(|(arn, mark)| DrainingInstance {
                 arn: (*arn).to_owned(),
                 marked_at: mark.map(str::to_owned),
+                draining: true,
+            })
+            .collect(),
+        instances,
+    }))
+}
+
+/// ACTIVE instances holding diskguard's mark: claims.
+fn claims(list: &[(&str, &str)], instances: u32) -> Event {
+    Event::Drains(Ok(Drains {
+        draining: list
+            .iter()
+            .map(|(arn, mark)| DrainingInstance {
+                arn: (*arn).to_owned(),
+                marked_at: Some((*mark).to_owned()),
+                draining: false,
             })
             .collect(),
         instances,
@@ -55,7 +81,10 @@ fn drains(list: &[(&str, Option<&str>)], instances: u32) -> Event {
 fn started(observe: bool) -> Machine {
     let mut m = Machine::new(ME, 10.0, observe);
     assert_eq!(m.start(), vec![Effect::ReadView]);
-    assert_eq!(m.handle(view(1, EcsStatus::Active, false), at(0)), vec![]);
+    assert_eq!(
+        m.handle(view(1, EcsStatus::Active, false), at(0), wall()),
+        vec![]
+    );
     assert!(m.is_idle());
     m
 }
@@ -63,7 +92,7 @@ fn started(observe: bool) -> Machine {
 /// Feeds each event at its time and checks the effects, row by row.
 fn table(m: &mut Machine, rows: Vec<(u64, Event, Vec<Effect>)>) {
     for (i, (secs, event, want)) in rows.into_iter().enumerate() {
-        let got = m.handle(event.clone(), at(secs));
+        let got = m.handle(event.clone(), at(secs), wall());
         assert_eq!(got, want, "row {i}: {event:?} (phase now {:?})", m.phase());
     }
 }
@@ -75,7 +104,13 @@ fn a_drain_reads_the_budget_fresh_then_checks_it_again_after() {
         &mut m,
         vec![
             (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-            (1, count(10, 0), vec![Effect::Drain]),
+            (1, count(10, 0), vec![Effect::Claim]),
+            (1, Event::Claimed(Ok(())), vec![Effect::ReadDrains]),
+            (
+                1,
+                claims(&[(ME, "2026-11-28T10:00:00.100Z")], 10),
+                vec![Effect::SetDraining],
+            ),
             (
                 1,
                 Event::Drained(Ok(())),
@@ -493,8 +528,8 @@ fn a_stale_mark_is_removed_and_the_view_read_again() {
 #[test]
 fn answers_to_questions_not_asked_are_ignored() {
     let mut m = started(false);
-    assert_eq!(m.handle(count(1, 0), at(1)), vec![]);
-    assert_eq!(m.handle(Event::Drained(Ok(())), at(1)), vec![]);
+    assert_eq!(m.handle(count(1, 0), at(1), wall()), vec![]);
+    assert_eq!(m.handle(Event::Drained(Ok(())), at(1), wall()), vec![]);
     assert!(m.is_idle());
 }
 
@@ -519,5 +554,119 @@ fn the_identity_search_logs_only_what_changes_and_backs_off_to_ten_seconds() {
             (false, 10),
             (false, 10)
         ]
+    );
+}
+
+#[test]
+fn a_claim_that_lost_to_an_earlier_one_is_withdrawn_and_counted_once() {
+    let mut m = started(false);
+    let earlier = Event::Drains(Ok(Drains {
+        draining: vec![
+            DrainingInstance {
+                arn: "arn:other".into(),
+                marked_at: Some("2026-11-28T10:00:00.050Z".into()),
+                draining: false,
+            },
+            DrainingInstance {
+                arn: ME.into(),
+                marked_at: Some("2026-11-28T10:00:00.100Z".into()),
+                draining: false,
+            },
+        ],
+        instances: 10,
+    }));
+    table(
+        &mut m,
+        vec![
+            (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
+            (1, count(10, 0), vec![Effect::Claim]),
+            (1, Event::Claimed(Ok(())), vec![Effect::ReadDrains]),
+            (
+                1,
+                earlier,
+                vec![
+                    Effect::CountSuppressed,
+                    Effect::Say(Note::LostClaim { rank: 1, room: 1 }),
+                    Effect::Withdraw,
+                ],
+            ),
+            (1, Event::Withdrawn(Ok(())), vec![]),
+        ],
+    );
+    assert!(m.is_idle());
+}
+
+fn naming(decision: EcsDecision, critical: bool, view: u64, evicting: bool) -> Event {
+    Event::Plan(Wish {
+        decision,
+        critical,
+        view: Some(view),
+        culprit: Some("bad-task".into()),
+        evicting,
+    })
+}
+
+#[test]
+fn the_culprit_is_named_on_an_eviction_at_once_and_after_a_drain_and_cleared_after() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            // An eviction: named at once, once.
+            (
+                1,
+                naming(EcsDecision::None, false, 1, true),
+                vec![Effect::SetCulprit("bad-task".into())],
+            ),
+            (
+                1,
+                Event::CulpritSet(Ok(())),
+                vec![
+                    Effect::Say(Note::CulpritNamed("bad-task".into())),
+                    Effect::RefreshIn(SETTLE),
+                ],
+            ),
+            (2, naming(EcsDecision::None, false, 1, true), vec![]),
+            // A drain at critical: counted for the family and named with it.
+            (3, naming(drain(), true, 1, false), vec![Effect::Drain]),
+            (
+                3,
+                Event::Drained(Ok(())),
+                vec![
+                    Effect::Say(Note::Drained { critical: true }),
+                    Effect::CountCulprit("bad-task".into()),
+                    Effect::SetCulprit("bad-task".into()),
+                ],
+            ),
+            (
+                3,
+                Event::CulpritSet(Ok(())),
+                vec![
+                    Effect::Say(Note::CulpritNamed("bad-task".into())),
+                    Effect::ReadDrains,
+                ],
+            ),
+            (
+                3,
+                drains(&[(ME, Some("2026-11-28T10:00:03Z"))], 10),
+                vec![Effect::ReadView, Effect::RefreshIn(SETTLE)],
+            ),
+            (3, view(2, EcsStatus::Active, false), vec![]),
+            // Recovered without a drain to undo: the culprit goes.
+            (
+                400,
+                wish(EcsDecision::ClearCulprit, false, 2),
+                vec![Effect::ClearCulprit],
+            ),
+            (
+                400,
+                Event::CulpritCleared(Ok(())),
+                vec![
+                    Effect::Say(Note::CulpritCleared),
+                    Effect::ReadView,
+                    Effect::RefreshIn(SETTLE),
+                ],
+            ),
+        ],
     );
 }

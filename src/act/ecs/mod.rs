@@ -145,13 +145,17 @@ impl Actor {
             decision: plan.ecs.clone(),
             critical: docker.is_some_and(|v| v.level >= Level::Critical),
             view: plan.ecs_generation,
+            culprit: plan.culprit.clone(),
+            evicting: matches!(plan.evict, crate::policy::EvictDecision::Evict(_)),
         }
     }
 
     /// Feeds an event and performs the effects, feeding each answer back, until the
     /// machine is idle again.
     async fn feed(&mut self, event: Event) {
-        let effects = self.machine.handle(event, Instant::now());
+        let effects = self
+            .machine
+            .handle(event, Instant::now(), SystemTime::now());
         self.perform(effects).await;
     }
 
@@ -159,7 +163,10 @@ impl Actor {
         let mut queue: std::collections::VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
             if let Some(answer) = self.effect(effect).await {
-                queue.extend(self.machine.handle(answer, Instant::now()));
+                queue.extend(
+                    self.machine
+                        .handle(answer, Instant::now(), SystemTime::now()),
+                );
             }
         }
     }
@@ -176,12 +183,36 @@ impl Actor {
                     .map(|(active, draining)| Count { active, draining })
                     .map_err(err),
             ),
+            Effect::Claim => {
+                Event::Claimed(self.client.claim(SystemTime::now()).await.map_err(err))
+            }
+            Effect::Withdraw => {
+                // The claim's own value: the view was read before it was put.
+                let mark = self.client.view().await.map(|v| v.drained_at);
+                Event::Withdrawn(match mark {
+                    Ok(Some(value)) => self.client.remove_mark(&value).await.map_err(err),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(err(e)),
+                })
+            }
+            Effect::SetDraining => Event::Drained(self.client.set_draining().await.map_err(err)),
             Effect::Drain => {
                 Event::Drained(self.client.drain(SystemTime::now()).await.map_err(err))
             }
+            Effect::SetCulprit(family) => {
+                Event::CulpritSet(self.client.set_culprit(&family).await.map_err(err))
+            }
+            Effect::ClearCulprit => {
+                let value = self.culprit_value().unwrap_or_default();
+                Event::CulpritCleared(self.client.remove_culprit(&value).await.map_err(err))
+            }
+            Effect::CountCulprit(family) => {
+                self.out.counters.add_eviction(Some(&family));
+                return None;
+            }
             Effect::ReadDrains => Event::Drains(
                 self.client
-                    .draining_instances()
+                    .drains()
                     .await
                     .map(|(draining, instances)| Drains {
                         draining,
@@ -191,8 +222,13 @@ impl Actor {
             ),
             Effect::ReadLifecycle => Event::Lifecycle(crate::aws::target_lifecycle_state().await),
             Effect::Activate => {
-                let mark = self.mark();
-                Event::Activated(self.client.activate(mark.as_deref()).await.map_err(err))
+                let (mark, culprit) = (self.mark(), self.culprit_value());
+                Event::Activated(
+                    self.client
+                        .activate(mark.as_deref(), culprit.as_deref())
+                        .await
+                        .map_err(err),
+                )
             }
             Effect::RemoveMark => {
                 let mark = self.mark().unwrap_or_default();
@@ -214,6 +250,14 @@ impl Actor {
                 return None;
             }
         })
+    }
+
+    fn culprit_value(&self) -> Option<String> {
+        self.out
+            .view
+            .borrow()
+            .as_ref()
+            .and_then(|v| v.culprit.clone())
     }
 
     fn mark(&self) -> Option<String> {
@@ -248,6 +292,7 @@ impl Actor {
             generation: view.generation,
             status: view.status.clone(),
             ours: view.drained_at.is_some(),
+            culprit: view.culprit.clone(),
         };
         self.out.view.send_replace(Some(view));
         Ok(facts)
@@ -276,6 +321,21 @@ impl Actor {
                 room,
                 "more instances drained at once than the cluster's budget allows, and this one drained among the last ({} of diskguard's drains, room for {room}): set it ACTIVE again and waiting",
                 rank + 1
+            ),
+            Note::LostClaim { rank, room } => warn!(
+                rank,
+                room,
+                "would drain, but other instances claimed the cluster's drain budget first ({} of diskguard's drains and claims, room for {room}): waiting (the critical level overrides)",
+                rank + 1
+            ),
+            Note::CulpritNamed(family) => warn!(
+                task_family = %family,
+                "named task family {family} as the culprit on this container instance ({})",
+                crate::ecs::CULPRIT
+            ),
+            Note::CulpritCleared => info!(
+                "disk recovered: removed {} from this container instance",
+                crate::ecs::CULPRIT
             ),
             Note::Undrained => info!(
                 usage_percent = usage,
@@ -312,6 +372,7 @@ fn verb(d: &crate::policy::EcsDecision) -> &'static str {
         EcsDecision::DrainSuppressed { .. } => "drain (suppressed by the budget)",
         EcsDecision::Undrain => "set the container instance ACTIVE again",
         EcsDecision::RemoveStaleMark => "remove the stale drain mark",
+        EcsDecision::ClearCulprit => "remove the culprit attribute",
         EcsDecision::None => "do nothing",
     }
 }

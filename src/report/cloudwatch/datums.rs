@@ -96,6 +96,25 @@ pub fn to_datums(
         };
         out.push(d.build());
     }
+    // One datum per task family that caused an eviction or a drain in the interval, by
+    // cluster and family only: the alarm counts them across the fleet.
+    for (family, n) in &batch.evictions {
+        let mut dims = Vec::new();
+        if let Some(c) = &batch.cluster {
+            dims.push(dimension("ClusterName", c));
+        }
+        dims.push(dimension("TaskFamily", family));
+        out.push(
+            MetricDatum::builder()
+                .metric_name("Evictions")
+                .set_dimensions(Some(dims))
+                .timestamp(timestamp)
+                .unit(StandardUnit::Count)
+                .storage_resolution(if high_resolution { 1 } else { 60 })
+                .value(*n as f64)
+                .build(),
+        );
+    }
     (out, skipped)
 }
 
@@ -148,6 +167,7 @@ mod tests {
                 })
                 .collect(),
             cluster: Some("prod".into()),
+            evictions: Vec::new(),
         }
     }
 

@@ -45,6 +45,7 @@ fn snapshot(t: SystemTime, used_pct: f64, etcd_device: u64) -> Snapshot {
             container_instance_arn: "arn".into(),
             status: EcsStatus::Active,
             drained_at: None,
+            culprit: None,
             cluster_active: 3,
             cluster_draining: 0,
             generation: 1,
@@ -107,15 +108,17 @@ fn counters_are_sent_as_the_interval_sums() {
         reclaimed_bytes: 1000,
         reclaim_errors: 2,
         drains_suppressed: 0,
+        evictions: Default::default(),
     };
-    let mut agg = Aggregator::new(Duration::from_secs(60), at(0), t0, &[]);
+    let mut agg = Aggregator::new(Duration::from_secs(60), at(0), t0.clone(), &[]);
     tick(&mut agg, at(1), 50.0, 1, t0);
     let t1 = Totals {
         reclaimed_bytes: 5000,
         reclaim_errors: 3,
         drains_suppressed: 1,
+        evictions: Default::default(),
     };
-    let b = agg.close(at(61), t1);
+    let b = agg.close(at(61), t1.clone());
     assert_eq!(
         find(&b, "ReclaimedBytes", Scope::Instance).value,
         Value::Single(4000.0)
@@ -241,5 +244,26 @@ fn cluster_name_comes_from_the_identity_even_when_ecs_cannot_be_read() {
     assert!(
         b.datums.iter().all(|d| d.name != "Draining"),
         "no Draining without a read of the instance"
+    );
+}
+
+#[test]
+fn evictions_go_out_per_task_family_only_for_families_that_caused_one() {
+    let mut agg = Aggregator::new(Duration::from_secs(60), at(0), Totals::default(), &[]);
+    tick(&mut agg, at(1), 50.0, 1, Totals::default());
+    let mut t = Totals::default();
+    t.evictions.insert("bad-task".into(), 2);
+    t.evictions.insert("web".into(), 1);
+    let b = agg.close(at(61), t.clone());
+    assert_eq!(
+        b.evictions,
+        [("bad-task".to_owned(), 2), ("web".to_owned(), 1)]
+    );
+    t.evictions.insert("web".into(), 2);
+    let b = agg.close(at(121), t);
+    assert_eq!(
+        b.evictions,
+        [("web".to_owned(), 1)],
+        "only what happened in the interval"
     );
 }
