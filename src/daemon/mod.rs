@@ -85,6 +85,8 @@ struct Daemon {
     /// CloudWatch is off in the configuration.
     metrics: Option<(Aggregator, mpsc::UnboundedSender<Batch>)>,
     ready: bool,
+    /// When the metrics last took a sample.
+    metrics_sampled: Option<SystemTime>,
     last_summary: String,
     last_levels: BTreeMap<Volume, Option<Level>>,
     last_findings: Vec<String>,
@@ -108,6 +110,7 @@ impl Daemon {
             metrics: None,
             docker,
             ready: false,
+            metrics_sampled: None,
             last_summary: String::new(),
             last_levels: BTreeMap::new(),
             last_findings: Vec::new(),
@@ -230,7 +233,14 @@ impl Daemon {
         let plan = decide(&snapshot, &self.history, &self.state, &self.settings, now);
         self.state = plan.next.clone();
         self.log_changes(&plan);
-        if let Some((agg, tx)) = &mut self.metrics {
+        // Metrics take one sample per `sample.interval`, also while the loop samples
+        // faster: a statistic set's SampleCount keeps meaning the same thing.
+        let due = self.metrics_sampled.is_none_or(|at| {
+            now.duration_since(at)
+                .is_ok_and(|d| d + FAST_SAMPLE / 2 >= self.settings.sample.interval)
+        });
+        if let Some((agg, tx)) = self.metrics.as_mut().filter(|_| due) {
+            self.metrics_sampled = Some(now);
             let extras = extras(&snapshot, &self.docker.writers.borrow());
             if let Some(batch) =
                 agg.observe(now, &plan, &snapshot, totals(&self.docker.counters), extras)

@@ -78,7 +78,7 @@ pub fn config(dir: &Path, root: &Path, introspection: &str, extra: &str) -> Path
             "[sample]\ninterval = \"500ms\"\n\
              [thresholds]\nrecover_after = \"3s\"\n{extra}\n\
              [docker]\nroot = {:?}\nhost = \"unix:///nonexistent/docker.sock\"\n\
-             [etcd]\nenabled = false\n\
+             [etcd]\nenabled = false\n[cloudwatch]\nenabled = false\n\
              [ecs]\nintrospection_url = {introspection:?}\n",
             root.display().to_string()
         ),

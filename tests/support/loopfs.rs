@@ -253,6 +253,24 @@ impl LoopFs {
         }
     }
 
+    /// Like [`Self::fill_to_used_percent`], but allocates the blocks (fallocate) instead
+    /// of writing them: instant on any size, so several disks can cross a threshold
+    /// within the same second.
+    pub fn allocate_to_used_percent(&mut self, pct: f64) -> PathBuf {
+        let path = self.new_fill_path();
+        let f = File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        self.fills.push(path.clone());
+        let u = self.usage();
+        let total = (u.used_blocks() + u.blocks_avail) as f64;
+        let want_blocks = ((pct / 100.0 * total).ceil() as u64).saturating_sub(u.used_blocks());
+        let len = i64::try_from(want_blocks * u.block_size).expect("fits");
+        if len > 0 {
+            nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, len)
+                .unwrap_or_else(|e| panic!("fallocate {}: {e}", path.display()));
+        }
+        path
+    }
+
     /// Creates empty files until inode use is at least `pct` (or none are left).
     pub fn fill_inodes_to_percent(&mut self, pct: f64) -> PathBuf {
         let dir = self.new_fill_path();

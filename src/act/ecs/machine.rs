@@ -463,7 +463,10 @@ impl Machine {
             }
         }
         if wish.decision == EcsDecision::None {
+            // Nothing asked: whatever is asked next is a new episode, acted on with the
+            // view at hand rather than a minute later with the next one.
             self.observed = None;
+            self.acted = None;
             return Vec::new();
         }
         let fresh = match self.acted {

@@ -670,3 +670,29 @@ fn the_culprit_is_named_on_an_eviction_at_once_and_after_a_drain_and_cleared_aft
         ],
     );
 }
+
+#[test]
+fn a_new_episode_acts_on_the_view_at_hand() {
+    let mut m = started(false);
+    table(
+        &mut m,
+        vec![
+            (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
+            (
+                1,
+                count(9, 1),
+                vec![
+                    Effect::CountSuppressed,
+                    Effect::Say(Note::Suppressed {
+                        draining: 1,
+                        allowed: 1,
+                    }),
+                ],
+            ),
+            (2, wish(drain(), false, 1), vec![]),
+            // The disk recovered, then filled again before the next periodic view.
+            (3, wish(EcsDecision::None, false, 1), vec![]),
+            (4, wish(drain(), false, 1), vec![Effect::ReadCount]),
+        ],
+    );
+}
