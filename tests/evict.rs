@@ -4,61 +4,18 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::daemon::Daemon;
 use support::docker_world::{MIB, World, world};
 use support::images::{ContainerOpts, import_image, run_container};
-use support::loopfs::fs_usage;
+use support::watch::{PeakWatch, container_state};
 
 /// ~100 MB/s into the container's own layer: 5 MiB with dd, a 50 ms pause, again.
 const FAST_WRITER: &str = "i=0; while true; do dd if=/dev/zero of=/w$i bs=1M count=5 2>/dev/null; i=$((i+1)); usleep 50000; done";
 /// A small append every 100 ms; exits 1 the first time a write fails.
 const CANARY: &str = "while echo alive >> /canary.log; do usleep 100000; done; exit 1";
-
-/// The container's state, or `gone` once it no longer exists.
-fn container_state(d: &support::Dockerd, id: &str) -> String {
-    let out = d
-        .docker()
-        .args(["container", "inspect", "--format", "{{.State.Status}}", id])
-        .output()
-        .expect("docker container inspect");
-    if out.status.success() {
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    } else {
-        "gone".to_owned()
-    }
-}
-
-/// Polls df's Use% every 20 ms in the background; returns the peak when stopped.
-struct PeakWatch {
-    stop: Arc<AtomicBool>,
-    handle: thread::JoinHandle<f64>,
-}
-
-impl PeakWatch {
-    fn start(root: std::path::PathBuf) -> PeakWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let handle = thread::spawn(move || {
-            let mut peak: f64 = 0.0;
-            while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(fs_usage(&root).used_percent());
-                thread::sleep(Duration::from_millis(20));
-            }
-            peak
-        });
-        PeakWatch { stop, handle }
-    }
-
-    fn peak(self) -> f64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().expect("peak watcher")
-    }
-}
 
 fn ecs_labels(opts: ContainerOpts, family: &str) -> ContainerOpts {
     opts.label("com.amazonaws.ecs.task-definition-family", family)

@@ -25,6 +25,8 @@ const CGROUP2_ROOT: &str = "/sys/fs/cgroup";
 /// Rates are taken over about this long: writers that write in bursts (a chunk, a pause)
 /// read steady, and a writer that just started still shows after one reading.
 const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a container's highest rate is remembered.
+const PEAK_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 /// A walk stops after this many entries: a container with more files in its layer is
 /// measured by what the first ones hold (its growth still shows when it writes big files).
 const WALK_LIMIT: usize = 20_000;
@@ -48,6 +50,8 @@ pub struct WriteMeter {
     counters: HashMap<String, Counter>,
     /// Recent readings per container, oldest first, spanning about `RATE_WINDOW`.
     readings: HashMap<String, VecDeque<(Instant, u64)>>,
+    /// Each container's highest rate and when it was seen.
+    peaks: HashMap<String, (Instant, f64)>,
 }
 
 impl WriteMeter {
@@ -84,6 +88,7 @@ impl WriteMeter {
         let ids: std::collections::HashSet<&str> = running.iter().map(|c| c.id.as_str()).collect();
         self.counters.retain(|id, _| ids.contains(id.as_str()));
         self.readings.retain(|id, _| ids.contains(id.as_str()));
+        self.peaks.retain(|id, _| ids.contains(id.as_str()));
         let jobs: Vec<(String, Counter)> = self
             .counters
             .iter()
@@ -119,12 +124,18 @@ impl WriteMeter {
             if seconds <= 0.0 {
                 continue;
             }
+            let rate = bytes.saturating_sub(was) as f64 / seconds;
+            let peak = self.peaks.entry(id.clone()).or_insert((now, rate));
+            if rate >= peak.1 || now.duration_since(peak.0) > PEAK_WINDOW {
+                *peak = (now, rate);
+            }
             out.push(ContainerWrites {
                 id: id.clone(),
                 name: c.name.clone(),
                 image_id: c.image_id.clone(),
                 labels: c.labels.clone(),
-                bytes_per_second: bytes.saturating_sub(was) as f64 / seconds,
+                bytes_per_second: rate,
+                peak_bytes_per_second: peak.1,
                 written_bytes: bytes,
             });
         }

@@ -131,15 +131,21 @@ fn choose(
     time_to_full: Option<Duration>,
     settings: &Settings,
 ) -> EvictDecision {
+    // Who writes now; when nobody does (a disk already full stops every writer), who
+    // wrote fastest in the last half minute.
+    let writing_now = writers.iter().any(|w| w.bytes_per_second >= MIN_WRITE_RATE);
+    let rate = |w: &ContainerWrites| {
+        if writing_now {
+            w.bytes_per_second
+        } else {
+            w.peak_bytes_per_second
+        }
+    };
     let mut ranked: Vec<&ContainerWrites> = writers.iter().collect();
-    ranked.sort_by(|a, b| {
-        b.bytes_per_second
-            .total_cmp(&a.bytes_per_second)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    ranked.sort_by(|a, b| rate(b).total_cmp(&rate(a)).then_with(|| a.id.cmp(&b.id)));
     let mut passed_over = Vec::new();
     for w in ranked {
-        if w.bytes_per_second < MIN_WRITE_RATE {
+        if rate(w) < MIN_WRITE_RATE {
             break;
         }
         let image = inventory.and_then(|i| i.images.iter().find(|img| img.id == w.image_id));
@@ -147,10 +153,17 @@ fn choose(
             passed_over.push(format!("{} ({reason})", w.name));
             continue;
         }
-        let mut why = format!(
-            "writing {:.1} MiB/s, the most of any running container",
-            w.bytes_per_second / 1_048_576.0
-        );
+        let mut why = if writing_now {
+            format!(
+                "writing {:.1} MiB/s, the most of any running container",
+                rate(w) / 1_048_576.0
+            )
+        } else {
+            format!(
+                "wrote up to {:.1} MiB/s in the last 30 s, the most of any running container",
+                rate(w) / 1_048_576.0
+            )
+        };
         if !passed_over.is_empty() {
             why.push_str(&format!("; passed over {}", passed_over.join(", ")));
         }

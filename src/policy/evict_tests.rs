@@ -45,6 +45,7 @@ fn writer(id: &str, mb_per_s: f64, family: Option<&str>) -> ContainerWrites {
         image_id: format!("img-{id}"),
         labels,
         bytes_per_second: mb_per_s * MB,
+        peak_bytes_per_second: mb_per_s * MB,
         written_bytes: (mb_per_s * MB * 10.0) as u64,
     }
 }
@@ -252,4 +253,18 @@ fn the_short_window_sees_a_burst_the_long_window_averages_away() {
     );
     let long = forecast(h.points(Volume::Docker), &stats(82.0, 1.0));
     assert!(long.bytes_per_second.expect("slope") < 0.2e9);
+}
+
+#[test]
+fn on_a_disk_already_full_the_writer_of_the_last_half_minute_goes() {
+    // Everyone's writes stopped against the full disk; "bad" wrote 300 MB/s until then.
+    let mut bad = writer("bad", 0.0, Some("bad-task"));
+    bad.peak_bytes_per_second = 300.0 * MB;
+    let mut web = writer("web", 0.0, Some("web"));
+    web.peak_bytes_per_second = 2.0 * MB;
+    let (snap, h) = scene(99.9, 0.0, vec![web, bad]);
+    let plan = decide_at(&snap, &h, &State::default(), &Settings::default(), now());
+    let e = evicted(&plan).expect("evicted");
+    assert_eq!(e.container_id, "bad");
+    assert!(e.why.contains("in the last 30 s"), "{}", e.why);
 }

@@ -106,8 +106,11 @@ pub struct ContainerWrites {
     pub name: String,
     pub image_id: String,
     pub labels: BTreeMap<String, String>,
-    /// Over the last measurement window.
+    /// Over the last measurement window (about a second).
     pub bytes_per_second: f64,
+    /// The highest such rate in the last 30 seconds: who was filling the disk when it
+    /// filled up, after everyone's writes have stopped against a full disk.
+    pub peak_bytes_per_second: f64,
     /// Written since it started (cgroup), or held in its layer and log.
     pub written_bytes: u64,
 }

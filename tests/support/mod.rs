@@ -30,6 +30,7 @@ pub mod peer;
 pub mod procs;
 pub mod registry;
 pub mod slowsock;
+pub mod watch;
 
 pub use dockerd::Dockerd;
 pub use etcd::Etcd;
