@@ -106,6 +106,7 @@ mod tests {
             level: Level::Ok,
             volumes: Vec::new(),
             reclaim_wanted: false,
+            armed: false,
             reclaim_needed_bytes: None,
             reclaim: Vec::new(),
             expired: Vec::new(),

@@ -66,6 +66,13 @@ impl PassReport {
         self.steps.iter().filter(|(_, o)| f(o)).count()
     }
 
+    /// Whether the pass freed anything: an item removed other than the build cache, or
+    /// build cache the engine says it freed. Pruning an empty build cache is no progress,
+    /// and must not keep the next pass from cooling down.
+    pub fn freed_something(&self) -> bool {
+        self.removed().any(|s| s.rung != Rung::BuildCache) || self.build_cache_bytes > 0
+    }
+
     pub fn in_use(&self) -> usize {
         self.count(|o| matches!(o, Outcome::InUse(_)))
     }

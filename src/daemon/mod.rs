@@ -215,8 +215,8 @@ impl Daemon {
 
     /// One pass of sample → decide → act → report. Only local syscalls and arithmetic.
     /// Returns how long until the next tick: `sample.interval`, or `FAST_SAMPLE` while the
-    /// Docker volume is at `prune` or above — a fast writer fills what is left in seconds,
-    /// and the eviction rule reads its rate from these samples.
+    /// Docker volume is near `prune_start` or above (`plan.armed`) — a fast writer fills
+    /// what is left in seconds, and the eviction rule reads its rate from these samples.
     fn tick(&mut self, now: SystemTime) -> Duration {
         let mut snapshot = self.sampler.sample(now);
         snapshot.inventory = self.docker.inventory.borrow().clone();
@@ -266,10 +266,7 @@ impl Daemon {
             self.notifier.status(&summary);
         }
         self.last_summary = summary;
-        let pressed = plan
-            .volume(Volume::Docker)
-            .is_some_and(|v| v.level >= Level::Prune);
-        if pressed {
+        if plan.armed {
             self.settings.sample.interval.min(FAST_SAMPLE)
         } else {
             self.settings.sample.interval

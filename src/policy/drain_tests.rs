@@ -139,7 +139,7 @@ fn recovery(view: EcsView, usage: f64, since: Option<SystemTime>, s: &Settings) 
     let state = State {
         levels: BTreeMap::new(),
         recover_since: since,
-        evicted_at: None,
+        eviction: None,
     };
     let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
     decide(

@@ -64,8 +64,8 @@ pub struct Escalation {
     pub evict: EvictDecision,
     /// Hold a drain below `critical`: an eviction is under way or has just happened.
     pub hold_drain: bool,
-    /// When the last eviction was decided, for the next tick.
-    pub evicted_at: Option<SystemTime>,
+    /// The eviction being settled and when it was decided, for the next tick.
+    pub eviction: Option<(SystemTime, Eviction)>,
 }
 
 /// Decides whether to evict, from the short-window rate of the Docker volume, what the
@@ -76,18 +76,25 @@ pub fn escalate(
     recent: Option<Recent>,
     reclaimable: u64,
     snapshot: &Snapshot,
-    evicted_at: Option<SystemTime>,
+    eviction: Option<&(SystemTime, Eviction)>,
     settings: &Settings,
     now: SystemTime,
 ) -> Escalation {
-    let settling = evicted_at.filter(|at| {
+    let settling = eviction.filter(|(at, _)| {
         now.duration_since(*at)
             .is_ok_and(|since| since < EVICT_SETTLE)
     });
+    // While it settles, the eviction is asked for again as long as the container still
+    // runs: an actor busy with a pass may have missed the plan that asked first (it
+    // sees only the newest), and it evicts each container once.
+    let still_running =
+        settling.filter(|(_, e)| snapshot.writers.iter().any(|w| w.id == e.container_id));
     let mut out = Escalation {
-        evict: EvictDecision::None,
+        evict: still_running.map_or(EvictDecision::None, |(_, e)| {
+            EvictDecision::Evict(e.clone())
+        }),
         hold_drain: settling.is_some() && docker.level < Level::Critical,
-        evicted_at: settling,
+        eviction: settling.cloned(),
     };
     let Some(stats) = docker.stats else {
         return out;
@@ -116,8 +123,8 @@ pub fn escalate(
         time_to_full,
         settings,
     );
-    if matches!(out.evict, EvictDecision::Evict(_)) {
-        out.evicted_at = Some(now);
+    if let EvictDecision::Evict(e) = &out.evict {
+        out.eviction = Some((now, e.clone()));
         out.hold_drain = docker.level < Level::Critical;
     }
     out

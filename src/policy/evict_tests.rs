@@ -126,7 +126,7 @@ fn a_fast_filler_is_evicted_and_the_drain_waits_for_it() {
     assert!(!e.kill, "18 s to full: a graceful stop still fits");
     assert_eq!(plan.culprit.as_deref(), Some("bad-task"));
     assert_eq!(plan.ecs, EcsDecision::None, "the eviction may be enough");
-    assert_eq!(plan.next.evicted_at, Some(now()));
+    assert_eq!(plan.next.eviction.as_ref().map(|(at, _)| *at), Some(now()));
 
     // Five seconds later the disk still reads 90 %: the drain waits out the settling,
     // and no second container is stopped.
@@ -267,4 +267,22 @@ fn on_a_disk_already_full_the_writer_of_the_last_half_minute_goes() {
     let e = evicted(&plan).expect("evicted");
     assert_eq!(e.container_id, "bad");
     assert!(e.why.contains("in the last 30 s"), "{}", e.why);
+}
+
+#[test]
+fn an_eviction_is_asked_for_again_until_the_container_is_gone() {
+    let s = Settings::default();
+    let (snap, h) = scene(82.0, 1.0, vec![writer("bad", 1000.0, Some("bad-task"))]);
+    let first = decide_at(&snap, &h, &State::default(), &s, now());
+    let e = evicted(&first).expect("evicted").clone();
+    // A second later the container still runs (the actor missed the plan): asked again,
+    // the same one, and the settling time does not restart.
+    let later = now() + Duration::from_secs(1);
+    let again = decide_at(&snap, &h, &first.next, &s, later);
+    assert_eq!(evicted(&again), Some(&e));
+    assert_eq!(again.next.eviction.as_ref().map(|(at, _)| *at), Some(now()));
+    // Gone: nothing more is asked while it settles.
+    let (gone, h) = scene(85.0, 0.0, vec![writer("calm", 1.0, Some("web"))]);
+    let after = decide_at(&gone, &h, &again.next, &s, later);
+    assert_eq!(after.evict, EvictDecision::None);
 }

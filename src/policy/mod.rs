@@ -33,6 +33,9 @@ pub use reclaim::{
 };
 pub use volume::{Driver, VolumeVerdict, judge};
 
+/// How far below `prune_start` the fast sampling and the write meter start.
+pub const ARM_MARGIN: f64 = 5.0;
+
 /// What the policy remembers between ticks.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct State {
@@ -40,8 +43,8 @@ pub struct State {
     pub levels: BTreeMap<Volume, Level>,
     /// Since when the Docker volume has been below `recover`, continuously.
     pub recover_since: Option<SystemTime>,
-    /// When the last eviction was decided (it settles before another, or a drain).
-    pub evicted_at: Option<SystemTime>,
+    /// The last eviction and when it was decided (it settles before another, or a drain).
+    pub eviction: Option<(SystemTime, Eviction)>,
 }
 
 /// The decision for this tick.
@@ -56,6 +59,10 @@ pub struct Plan {
     pub reclaim_wanted: bool,
     /// Bytes to free to reach `prune_target`; `None` when inodes drive it.
     pub reclaim_needed_bytes: Option<u64>,
+    /// The Docker volume is within `ARM_MARGIN` points of `prune_start` or above: the
+    /// loop samples fast and the writers are measured, so that a fast writer is known by
+    /// the time the volume crosses.
+    pub armed: bool,
     pub reclaim: Vec<ReclaimStep>,
     /// Images past `docker.max_unused_image_age`, at any level (empty when off).
     pub expired: Vec<ReclaimStep>,
@@ -110,7 +117,7 @@ pub fn decide(
             .map(|v| (v.volume, v.level))
             .collect(),
         recover_since: None,
-        evicted_at: None,
+        eviction: None,
     };
     let level = volumes
         .iter()
@@ -147,12 +154,12 @@ pub fn decide(
             recent,
             reclaim.steps.iter().map(|s| s.bytes).sum(),
             snapshot,
-            state.evicted_at,
+            state.eviction.as_ref(),
             settings,
             now,
         )
     });
-    next.evicted_at = escalation.evicted_at;
+    next.eviction = escalation.eviction.clone();
     if let EvictDecision::NoCandidate { why } = &escalation.evict {
         findings.push(Finding {
             volume: Some(Volume::Docker),
@@ -175,6 +182,9 @@ pub fn decide(
         ecs = decision;
         next.recover_since = since;
     }
+    let armed = docker.is_some_and(|d| {
+        d.level >= Level::Prune || d.usage_percent >= settings.thresholds.prune_start - ARM_MARGIN
+    });
     let culprit = match &escalation.evict {
         EvictDecision::Evict(e) => e.task_family.clone(),
         _ if matches!(ecs, EcsDecision::Drain { .. }) => fastest_family(&snapshot.writers),
@@ -185,6 +195,7 @@ pub fn decide(
         level,
         volumes,
         reclaim_wanted: reclaim.wanted,
+        armed,
         reclaim_needed_bytes: reclaim.needed_bytes,
         reclaim: reclaim.steps,
         expired: reclaim.expired,

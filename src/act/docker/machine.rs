@@ -18,6 +18,9 @@ pub const EVENT_DEBOUNCE: Duration = Duration::from_millis(100);
 pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
 /// How often the top writers are re-measured while the volume stays at `prune` or above.
 pub const WRITERS_EVERY: Duration = Duration::from_secs(30);
+/// The write meter's cadence at `prune` level and above, and when only armed.
+pub const METER_FAST: Duration = Duration::from_millis(250);
+pub const METER_SLOW: Duration = Duration::from_secs(1);
 /// Images past `max_unused_image_age` are removed at most this often.
 pub const EXPIRY_EVERY: Duration = Duration::from_secs(3600);
 
@@ -32,6 +35,8 @@ pub struct Wish {
     pub inventory: Option<u64>,
     /// Whether to stop the container that fills the disk.
     pub evict: EvictDecision,
+    /// Near `prune_start` or above: measure the writers.
+    pub armed: bool,
 }
 
 /// What a pass did, as the machine needs it.
@@ -72,9 +77,10 @@ pub enum Effect {
         expiry: bool,
     },
     MeasureWriters,
-    /// Start (or stop) measuring what each running container writes, several times a
-    /// second: wanted at `prune` level and above, where the eviction rule reads it.
-    Meter(bool),
+    /// Measure what each running container writes this often, or stop (`None`): once a
+    /// second when armed (near `prune_start`), four times a second at `prune` and above,
+    /// where the eviction rule reads it — armed, a writer is known before the crossing.
+    Meter(Option<Duration>),
     /// Stop and remove the container filling the disk.
     Evict(Eviction),
     /// Observe mode: say what would be evicted.
@@ -112,7 +118,7 @@ pub struct Machine {
     observed_expired: Vec<String>,
     writers_at: Option<Instant>,
     expiry_at: Option<Instant>,
-    metering: bool,
+    metering: Option<Duration>,
     /// Containers evicted (or, observing, named) in this episode: each at most once.
     evicted: HashSet<String>,
 }
@@ -136,7 +142,7 @@ impl Machine {
             observed_expired: Vec::new(),
             writers_at: None,
             expiry_at: None,
-            metering: false,
+            metering: None,
             evicted: HashSet::new(),
         }
     }
@@ -225,9 +231,16 @@ impl Machine {
             self.writers_at = None;
             self.evicted.clear();
         }
-        if wish.wanted != self.metering {
-            self.metering = wish.wanted;
-            effects.push(Effect::Meter(wish.wanted));
+        let meter = if wish.wanted {
+            Some(METER_FAST)
+        } else if wish.armed {
+            Some(METER_SLOW)
+        } else {
+            None
+        };
+        if meter != self.metering {
+            self.metering = meter;
+            effects.push(Effect::Meter(meter));
         }
         // Eviction before anything else: the disk fills faster than a pass helps.
         if let EvictDecision::Evict(e) = &wish.evict {

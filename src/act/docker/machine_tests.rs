@@ -34,6 +34,7 @@ fn wish(ids: &[&str], inventory: u64) -> Event {
         expired: Vec::new(),
         inventory: Some(inventory),
         evict: EvictDecision::None,
+        armed: false,
     })
 }
 
@@ -44,6 +45,7 @@ fn idle(inventory: u64) -> Event {
         expired: Vec::new(),
         inventory: Some(inventory),
         evict: EvictDecision::None,
+        armed: false,
     })
 }
 
@@ -125,7 +127,7 @@ fn an_event_storm_reads_at_most_once_a_second_and_never_starves_a_pass() {
                 2200,
                 wish(&["a", "b"], 2),
                 vec![
-                    Effect::Meter(true),
+                    Effect::Meter(Some(METER_FAST)),
                     pass(&["a", "b"]),
                     Effect::MeasureWriters,
                 ],
@@ -143,7 +145,11 @@ fn plans_made_before_the_last_pass_are_not_acted_on() {
             (
                 100,
                 wish(&["a"], 1),
-                vec![Effect::Meter(true), pass(&["a"]), Effect::MeasureWriters],
+                vec![
+                    Effect::Meter(Some(METER_FAST)),
+                    pass(&["a"]),
+                    Effect::MeasureWriters,
+                ],
             ),
             (200, done(1, &[]), vec![Effect::Refresh { sized: true }]),
             // The loop's plan still shows generation 1 and the read after the pass is
@@ -170,7 +176,7 @@ fn an_item_that_failed_is_skipped_for_the_episode_and_the_ladder_goes_on() {
                 100,
                 wish(&["bad", "a"], 1),
                 vec![
-                    Effect::Meter(true),
+                    Effect::Meter(Some(METER_FAST)),
                     pass(&["bad", "a"]),
                     Effect::MeasureWriters,
                 ],
@@ -205,12 +211,16 @@ fn an_item_that_failed_is_skipped_for_the_episode_and_the_ladder_goes_on() {
             (
                 800,
                 idle(3),
-                vec![Effect::Skip(Vec::new()), Effect::Meter(false)],
+                vec![Effect::Skip(Vec::new()), Effect::Meter(None)],
             ),
             (
                 900,
                 wish(&["bad"], 3),
-                vec![Effect::Meter(true), pass(&["bad"]), Effect::MeasureWriters],
+                vec![
+                    Effect::Meter(Some(METER_FAST)),
+                    pass(&["bad"]),
+                    Effect::MeasureWriters,
+                ],
             ),
         ],
     );
@@ -225,7 +235,11 @@ fn a_pass_that_removed_nothing_waits_an_inventory_interval() {
             (
                 100,
                 wish(&["a"], 1),
-                vec![Effect::Meter(true), pass(&["a"]), Effect::MeasureWriters],
+                vec![
+                    Effect::Meter(Some(METER_FAST)),
+                    pass(&["a"]),
+                    Effect::MeasureWriters,
+                ],
             ),
             (200, done(0, &[]), vec![Effect::Refresh { sized: true }]),
             (
@@ -302,7 +316,11 @@ fn observe_mode_logs_each_new_plan_once_and_removes_nothing() {
             (
                 100,
                 wish(&["a"], 1),
-                vec![Effect::Meter(true), observe(&["a"]), Effect::MeasureWriters],
+                vec![
+                    Effect::Meter(Some(METER_FAST)),
+                    observe(&["a"]),
+                    Effect::MeasureWriters,
+                ],
             ),
             (200, wish(&["a"], 1), vec![]),
             (300, wish(&["a", "b"], 1), vec![observe(&["a", "b"])]),
@@ -320,6 +338,7 @@ fn images_past_their_maximum_age_go_at_most_once_an_hour_and_never_before_the_la
             expired: steps(&["old"]),
             inventory: Some(inventory),
             evict: EvictDecision::None,
+            armed: false,
         })
     };
     let expiry_pass = Effect::Pass {
@@ -359,15 +378,15 @@ fn the_top_writers_are_measured_every_thirty_seconds_while_reclaim_is_wanted() {
             (
                 0,
                 wish(&[], 1),
-                vec![Effect::Meter(true), Effect::MeasureWriters],
+                vec![Effect::Meter(Some(METER_FAST)), Effect::MeasureWriters],
             ),
             (10_000, wish(&[], 1), vec![]),
             (30_000, wish(&[], 1), vec![Effect::MeasureWriters]),
-            (31_000, idle(1), vec![Effect::Meter(false)]),
+            (31_000, idle(1), vec![Effect::Meter(None)]),
             (
                 32_000,
                 wish(&[], 1),
-                vec![Effect::Meter(true), Effect::MeasureWriters],
+                vec![Effect::Meter(Some(METER_FAST)), Effect::MeasureWriters],
             ),
         ],
     );
@@ -394,6 +413,7 @@ fn evicting(id: &str, inventory: u64) -> Event {
         expired: Vec::new(),
         inventory: Some(inventory),
         evict: EvictDecision::Evict(eviction(id)),
+        armed: true,
     })
 }
 
@@ -407,7 +427,7 @@ fn a_container_is_evicted_once_and_before_anything_else() {
                 0,
                 evicting("bad", 1),
                 vec![
-                    Effect::Meter(true),
+                    Effect::Meter(Some(METER_FAST)),
                     Effect::Evict(eviction("bad")),
                     Effect::MeasureWriters,
                 ],
@@ -429,12 +449,40 @@ fn a_container_is_evicted_once_and_before_anything_else() {
                 0,
                 evicting("bad", 1),
                 vec![
-                    Effect::Meter(true),
+                    Effect::Meter(Some(METER_FAST)),
                     Effect::ObserveEviction(eviction("bad")),
                     Effect::MeasureWriters,
                 ],
             ),
             (100, evicting("bad", 1), vec![]),
+        ],
+    );
+}
+
+#[test]
+fn the_meter_runs_slow_when_armed_fast_at_prune_and_not_at_all_below() {
+    let mut m = started(false);
+    let plan = |wanted: bool, armed: bool| {
+        Event::Plan(Wish {
+            wanted,
+            steps: Vec::new(),
+            expired: Vec::new(),
+            inventory: Some(1),
+            evict: EvictDecision::None,
+            armed,
+        })
+    };
+    table(
+        &mut m,
+        vec![
+            (0, plan(false, true), vec![Effect::Meter(Some(METER_SLOW))]),
+            (100, plan(false, true), vec![]),
+            (
+                200,
+                plan(true, true),
+                vec![Effect::Meter(Some(METER_FAST)), Effect::MeasureWriters],
+            ),
+            (300, plan(false, false), vec![Effect::Meter(None)]),
         ],
     );
 }

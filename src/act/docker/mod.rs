@@ -113,9 +113,12 @@ pub async fn run(settings: Settings, out: DockerChannels, mut plans: PlanReceive
         actor.feed(event).await;
     }
     events.abort();
-    for t in [actor.writers_task.take(), actor.meter_task.take()]
-        .into_iter()
-        .flatten()
+    for t in [
+        actor.writers_task.take(),
+        actor.meter_task.take().map(|(t, _)| t),
+    ]
+    .into_iter()
+    .flatten()
     {
         t.abort();
     }
@@ -150,7 +153,8 @@ struct Actor {
     generation: u64,
     read_at: tokio::time::Instant,
     writers_task: Option<tokio::task::JoinHandle<()>>,
-    meter_task: Option<tokio::task::JoinHandle<()>>,
+    /// The meter task and the channel that sets its cadence.
+    meter_task: Option<(tokio::task::JoinHandle<()>, watch::Sender<Duration>)>,
     /// The plan channel, to see shutdown from inside a pass.
     stopping: Option<PlanReceiver>,
     /// The Docker volume's usage in the plan being acted on, for the log lines.
@@ -166,6 +170,7 @@ impl Actor {
             expired: plan.expired.clone(),
             inventory: plan.inventory_generation,
             evict: plan.evict.clone(),
+            armed: plan.armed,
         }
     }
 
@@ -207,19 +212,30 @@ impl Actor {
                 }
                 None
             }
-            Effect::Meter(on) => {
-                if let Some(t) = self.meter_task.take() {
-                    t.abort();
+            Effect::Meter(Some(every)) => {
+                // A new cadence keeps the meter's readings: the rates carry over.
+                match &self.meter_task {
+                    Some((task, cadence)) if !task.is_finished() => {
+                        cadence.send_replace(every);
+                    }
+                    _ => {
+                        let (cadence, rx) = watch::channel(every);
+                        let task = tokio::spawn(meter::run(
+                            self.source.clone(),
+                            rx,
+                            self.settings.docker.root.clone(),
+                            self.out.rates.clone(),
+                        ));
+                        self.meter_task = Some((task, cadence));
+                    }
+                }
+                None
+            }
+            Effect::Meter(None) => {
+                if let Some((task, _)) = self.meter_task.take() {
+                    task.abort();
                 }
                 self.out.rates.send_replace(Arc::default());
-                if on {
-                    self.meter_task = Some(tokio::spawn(meter::run(
-                        self.source.clone(),
-                        self.out.inventory.subscribe(),
-                        self.settings.docker.root.clone(),
-                        self.out.rates.clone(),
-                    )));
-                }
                 None
             }
             Effect::Evict(e) => {
@@ -315,7 +331,7 @@ impl Actor {
             );
         }
         PassDone {
-            removed,
+            removed: if report.freed_something() { removed } else { 0 },
             failed: report.failed_items(),
             expiry,
         }
