@@ -74,6 +74,18 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             print(&format!("DISKGUARD {word} - {}\n", detail.join(", ")))?;
             Ok(code)
         }
+        Command::Userdata(args) => {
+            match super::userdata::render(&args, explicit.then_some(path.as_path())) {
+                Ok(text) => {
+                    print(&text)?;
+                    Ok(0)
+                }
+                Err(why) => {
+                    eprintln!("diskguard: userdata: {}", crate::error::chain(&why));
+                    Ok(crate::error::EXIT_CONFIG)
+                }
+            }
+        }
         Command::Config {
             action: ConfigCommand::Check,
         } => {
