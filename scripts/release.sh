@@ -32,9 +32,9 @@ fi
 
 # aws-lc-sys builds C; for a musl target the cc crate picks musl-gcc by itself.
 cargo build --locked --profile "$PROFILE" --target "$TARGET" --bin diskguard >&2
-dir=$PROFILE
-[[ $PROFILE == dev ]] && dir=debug
-bin=$target_dir/$TARGET/$dir/diskguard
+profile_dir=$PROFILE
+[[ $PROFILE == dev ]] && profile_dir=debug
+bin=$target_dir/$TARGET/$profile_dir/diskguard
 
 # A static binary has no program interpreter; refuse to ship anything else.
 if readelf --program-headers "$bin" | grep -q INTERP; then
