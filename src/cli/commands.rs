@@ -75,16 +75,11 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             Ok(code)
         }
         Command::Userdata(args) => {
-            match super::userdata::render(&args, explicit.then_some(path.as_path())) {
-                Ok(text) => {
-                    print(&text)?;
-                    Ok(0)
-                }
-                Err(why) => {
-                    eprintln!("diskguard: userdata: {}", crate::error::chain(&why));
-                    Ok(crate::error::EXIT_CONFIG)
-                }
-            }
+            print(&super::userdata::render(
+                &args,
+                explicit.then_some(path.as_path()),
+            )?)?;
+            Ok(0)
         }
         Command::Config {
             action: ConfigCommand::Check,
