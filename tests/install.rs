@@ -98,22 +98,10 @@ fn cloud_config_installs_the_verified_tarball_and_starts_diskguard() {
     );
 
     // The installed units, as systemd on the node sees them.
-    let verify = c.exec(&[
-        "systemd-analyze",
-        "verify",
-        "--man=no",
+    c.assert_verify_clean(&[
         "/etc/systemd/system/diskguard.service",
         "/etc/systemd/system/diskguard-install.service",
     ]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    assert!(
-        verify.status.success() && said.trim().is_empty(),
-        "systemd-analyze verify in the node: {said}"
-    );
 }
 
 #[test]
@@ -243,6 +231,7 @@ fn systemctl_stop_returns_within_2s_and_diskguard_exits_cleanly() {
     let started = Instant::now();
     c.stdout(&["systemctl", "stop", "diskguard.service"]);
     let took = started.elapsed();
+    eprintln!("systemctl stop diskguard.service took {took:?} (docker exec included)");
     assert!(took < STOP_LIMIT, "systemctl stop took {took:?}");
     let stopped = c.show(
         "diskguard.service",

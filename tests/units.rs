@@ -115,33 +115,45 @@ fn units_in_the_repository_pass_systemd_analyze_verify() {
     );
 }
 
-#[test]
-fn units_in_the_rendered_cloud_config_pass_systemd_analyze_verify() {
-    let config = yaml_to_json(&render("cloud-config"));
-    let dir = temp_dir("cc-units");
+/// The two formats spell the same things differently.
+struct Spelling {
+    units: &'static str,
+    content: &'static str,
+    drop_ins: &'static str,
+}
+
+const CLOUD_CONFIG: Spelling = Spelling {
+    units: "/coreos/units",
+    content: "content",
+    drop_ins: "drop-ins",
+};
+const IGNITION: Spelling = Spelling {
+    units: "/systemd/units",
+    content: "contents",
+    drop_ins: "dropins",
+};
+
+/// Lays out every unit (and drop-in) of a rendered config in a temp dir and verifies them.
+fn verify_rendered(config: &Value, spelling: &Spelling) {
+    let dir = temp_dir("rendered-units");
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_owned();
+    let units = config
+        .pointer(spelling.units)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("no {} in {config}", spelling.units));
     let mut names = Vec::new();
-    for unit in config["coreos"]["units"].as_array().expect("coreos.units") {
-        let name = unit["name"].as_str().expect("name");
-        let drop_ins: Vec<(String, String)> = unit["drop-ins"]
+    for unit in units {
+        let name = text(unit, "name");
+        let drop_ins: Vec<(String, String)> = unit[spelling.drop_ins]
             .as_array()
             .map(|list| {
                 list.iter()
-                    .map(|d| {
-                        (
-                            d["name"].as_str().unwrap_or_default().to_owned(),
-                            d["content"].as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
+                    .map(|d| (text(d, "name"), text(d, spelling.content)))
                     .collect()
             })
             .unwrap_or_default();
-        lay_out(
-            dir.path(),
-            name,
-            unit["content"].as_str().expect("content"),
-            &drop_ins,
-        );
-        names.push(name.to_owned());
+        lay_out(dir.path(), &name, &text(unit, spelling.content), &drop_ins);
+        names.push(name);
     }
     assert_eq!(names.len(), 3, "expected three units, got {names:?}");
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -149,39 +161,14 @@ fn units_in_the_rendered_cloud_config_pass_systemd_analyze_verify() {
 }
 
 #[test]
+fn units_in_the_rendered_cloud_config_pass_systemd_analyze_verify() {
+    verify_rendered(&yaml_to_json(&render("cloud-config")), &CLOUD_CONFIG);
+}
+
+#[test]
 fn units_in_the_rendered_ignition_pass_systemd_analyze_verify() {
     let config: Value = serde_json::from_str(&render("ignition")).expect("JSON");
-    let dir = temp_dir("ign-units");
-    let mut names = Vec::new();
-    for unit in config["systemd"]["units"]
-        .as_array()
-        .expect("systemd.units")
-    {
-        let name = unit["name"].as_str().expect("name");
-        let drop_ins: Vec<(String, String)> = unit["dropins"]
-            .as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|d| {
-                        (
-                            d["name"].as_str().unwrap_or_default().to_owned(),
-                            d["contents"].as_str().unwrap_or_default().to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        lay_out(
-            dir.path(),
-            name,
-            unit["contents"].as_str().expect("contents"),
-            &drop_ins,
-        );
-        names.push(name.to_owned());
-    }
-    assert_eq!(names.len(), 3, "expected three units, got {names:?}");
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    verify_all(dir.path(), &names);
+    verify_rendered(&config, &IGNITION);
 }
 
 #[test]

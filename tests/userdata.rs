@@ -26,8 +26,9 @@ fn userdata(args: &[&str]) -> Output {
     )
 }
 
-fn render(format: &str, extra: &[&str]) -> String {
-    let mut args = vec![
+/// Valid flags for `format`.
+fn good_args(format: &str) -> Vec<&str> {
+    vec![
         "--format",
         format,
         "--cluster",
@@ -36,7 +37,11 @@ fn render(format: &str, extra: &[&str]) -> String {
         URL,
         "--sha256",
         SHA,
-    ];
+    ]
+}
+
+fn render(format: &str, extra: &[&str]) -> String {
+    let mut args = good_args(format);
     args.extend_from_slice(extra);
     let out = userdata(&args);
     assert!(
@@ -176,16 +181,7 @@ fn config_like_mistakes_exit_78_and_print_nothing() {
     ];
     for (change, names) in cases {
         // The good flags, with the one under test replaced.
-        let mut args = vec![
-            "--format",
-            "cloud-config",
-            "--cluster",
-            "prod",
-            "--release-url",
-            URL,
-            "--sha256",
-            SHA,
-        ];
+        let mut args = good_args("cloud-config");
         match args.iter().position(|a| *a == change[0]) {
             Some(i) => args[i + 1] = change[1],
             None => args.extend_from_slice(change),

@@ -192,6 +192,24 @@ impl<'d> SystemdContainer<'d> {
             .unwrap_or_default()
     }
 
+    /// `systemd-analyze verify` in the container must print nothing for `units` (unit
+    /// names or paths): a warning is a failure too.
+    pub fn assert_verify_clean(&self, units: &[&str]) {
+        let mut args = vec!["systemd-analyze", "verify", "--man=no"];
+        args.extend_from_slice(units);
+        let out = self.exec(&args);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze verify {units:?} in {}: {said}",
+            self.name
+        );
+    }
+
     /// The unit's journal, plain text, for assertion messages.
     pub fn journal(&self, unit: &str) -> String {
         String::from_utf8_lossy(
