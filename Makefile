@@ -1,5 +1,8 @@
 # The commands README.md starts with. `make test` is also what CI runs (.ci/run).
-.PHONY: run test deps lint packaging unit bench
+.PHONY: run test deps lint packaging unit bench release test-release userdata
+
+# Where `make test` puts the static release its install tests use.
+TEST_DIST ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/test-dist
 
 # The agent in the foreground. Off ECS it runs in local mode against the local Docker root.
 run:
@@ -8,8 +11,22 @@ run:
 # Installs the test peers when missing, then every check and test.
 # AWS_EC2_METADATA_DISABLED: no test may reach the link-local IMDS address; those that
 # need IMDS serve it on loopback and say so.
-test: deps lint packaging
-	AWS_EC2_METADATA_DISABLED=true cargo test --all-targets
+test: deps lint packaging test-release
+	AWS_EC2_METADATA_DISABLED=true DISKGUARD_TEST_DIST=$(TEST_DIST) cargo test --all-targets
+
+# The static binary, tarball and sysext of this commit: target/dist/diskguard-<version>-…
+release:
+	scripts/release.sh
+
+# The same artifacts for the tests, built without the optimiser (minutes less).
+test-release:
+	rm -f $(TEST_DIST)/diskguard-*
+	DISKGUARD_RELEASE_PROFILE=release-test DISKGUARD_DIST=$(TEST_DIST) scripts/release.sh >/dev/null
+
+# Regenerates cloud-config/ and the node stack's user data from `diskguard userdata`.
+userdata:
+	cargo build
+	scripts/render-userdata.sh
 
 # CloudFormation, IAM (cfn-lint, parliament) and the CloudWatch test peer's self-test.
 packaging:

@@ -3,6 +3,9 @@
 # (private dockerd, etcd, moto_server, loop-mounted ext4). Idempotent: when
 # everything is present it prints nothing and returns in well under 2 s.
 # Run as root on Debian 12. It never starts a service: each test owns its peers.
+# Delivery (units, user data, release, sysext) adds: ignition (ignition-validate),
+# debootstrap (the systemd image the install tests boot), squashfs-tools (the sysext),
+# musl-tools and the rustup target x86_64-unknown-linux-musl (the static release).
 set -euo pipefail
 
 VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
@@ -13,7 +16,8 @@ MOTO_SPEC='moto[server]>=5,<6'
 # pulls in containerd and runc. mount: mount/umount/losetup. util-linux:
 # setpriv (parent-death signal for peers). e2fsprogs: mkfs.ext4.
 # docker-registry: a private registry on loopback, to pull images by digest only.
-APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd docker-registry)
+APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd docker-registry
+    ignition debootstrap squashfs-tools musl-tools binutils)
 
 installed=()
 
@@ -97,6 +101,23 @@ if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find
     echo "test-deps.sh: installing ${PY_PKGS[*]} into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PKGS[@]}"
     installed+=("$VENV (${PY_PKGS[*]})")
+fi
+
+# The static release target. rustup is the machine's one toolchain manager; when it is not
+# on PATH (a root shell without ~/.cargo/env) the hint says so instead of failing late.
+MUSL_TARGET=x86_64-unknown-linux-musl
+if ! command -v rustup >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
+    . "$HOME/.cargo/env"
+fi
+if command -v rustup >/dev/null 2>&1; then
+    if ! rustup target list --installed | grep -qx "$MUSL_TARGET"; then
+        echo "test-deps.sh: rustup target add $MUSL_TARGET"
+        rustup target add "$MUSL_TARGET" >/dev/null
+        installed+=("rust target $MUSL_TARGET")
+    fi
+else
+    echo "test-deps.sh: rustup not found; the release tests need: rustup target add $MUSL_TARGET" >&2
+    exit 1
 fi
 
 if [[ ${#installed[@]} -gt 0 ]]; then

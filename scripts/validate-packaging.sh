@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Validates what packaging/ ships for operators, with the linters from the test venv
 # (scripts/test-deps.sh installs them):
-#   1. cfn-lint on packaging/cloudformation/diskguard.yaml: no finding at all (errors, warnings,
-#      informational);
+#   1. cfn-lint on each template in packaging/cloudformation/ (diskguard.yaml: policy, dashboard,
+#      alarms; diskguard-node.yaml: Flatcar nodes with a drain surge): no finding at all (errors,
+#      warnings, informational);
 #   2. parliament on packaging/iam/diskguard-policy.json, placeholders filled with sample values:
 #      no finding at any severity, community auditors included;
-#   3. the template's own checks: its IAM policy is the JSON policy (so the two cannot drift), its
-#      dashboard body is valid JSON once !Sub is resolved, and every metric it graphs or alarms on
-#      is a contract metric of diskguard's namespace (so a typo cannot pass).
+#   3. each template's own checks: its IAM policy is the JSON policy (so they cannot drift), its
+#      dashboard body is valid JSON once !Sub is resolved, every metric it graphs or alarms on
+#      is a contract metric of diskguard's namespace (so a typo cannot pass), and a launch
+#      template's user data, !Sub resolved with sample values, passes the cloud-config checker
+#      (tests/support/cloud_config_check.py) and fits EC2's 16 KB.
 # Prints one line per check; exits non-zero if any fails.
 # Run: scripts/validate-packaging.sh   (DISKGUARD_TEST_VENV overrides /opt/diskguard-test-venv)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
-TEMPLATE=packaging/cloudformation/diskguard.yaml
+TEMPLATES=(packaging/cloudformation/diskguard.yaml packaging/cloudformation/diskguard-node.yaml)
 POLICY=packaging/iam/diskguard-policy.json
+CLOUD_CONFIG_CHECK=tests/support/cloud_config_check.py
 
 for tool in cfn-lint parliament python; do
     if [[ ! -x $VENV/bin/$tool ]]; then
@@ -37,9 +41,11 @@ report() { # name, status, output
 
 # cfn-lint exits non-zero on any finding at or above the given level; -c I adds the
 # informational rules. Any output at all counts as a finding too.
-status=0
-output=$("$VENV/bin/cfn-lint" --include-checks I --non-zero-exit-code informational -- "$TEMPLATE" 2>&1) || status=$?
-report "cfn-lint $TEMPLATE: no errors, warnings or informational findings" "$status" "$output"
+for TEMPLATE in "${TEMPLATES[@]}"; do
+    status=0
+    output=$("$VENV/bin/cfn-lint" --include-checks I --non-zero-exit-code informational -- "$TEMPLATE" 2>&1) || status=$?
+    report "cfn-lint $TEMPLATE: no errors, warnings or informational findings" "$status" "$output"
+done
 
 # parliament reads the policy from stdin (it refuses --file when stdin is not a terminal) and
 # exits 1 when it prints findings. REGION/ACCOUNT_ID are not valid ARN parts, so fill them in.
@@ -48,12 +54,13 @@ output=$(sed -e 's/REGION/eu-west-1/g' -e 's/ACCOUNT_ID/123456789012/g' -e 's/CL
     "$VENV/bin/parliament" --minimum_severity INFO --include-community-auditors 2>&1) || status=$?
 report "parliament $POLICY: no findings at any severity" "$status" "$output"
 
+for TEMPLATE in "${TEMPLATES[@]}"; do
 status=0
-output=$("$VENV/bin/python" - "$TEMPLATE" "$POLICY" <<'PY' 2>&1
-import json, re, sys
+output=$("$VENV/bin/python" - "$TEMPLATE" "$POLICY" "$CLOUD_CONFIG_CHECK" <<'PY' 2>&1
+import json, re, subprocess, sys, tempfile
 from cfnlint.decode import decode
 
-template_path, policy_path = sys.argv[1:]
+template_path, policy_path, cloud_config_check = sys.argv[1:]
 # The metric names of the contract (design notes, "Contract: CloudWatch metrics").
 CONTRACT = {"DiskUsedPercent", "InodesUsedPercent", "DiskFreeBytes", "TimeToFullSeconds",
             "ReclaimedBytes", "ReclaimErrors", "Draining", "DrainSuppressed",
@@ -61,7 +68,10 @@ CONTRACT = {"DiskUsedPercent", "InodesUsedPercent", "DiskFreeBytes", "TimeToFull
 # Metrics of other namespaces the template may read, and why.
 FOREIGN = {("ECS/ContainerInsights", "ContainerInstanceCount")}  # expected count, silence alarm
 SAMPLE = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012",
-          "ClusterName": "prod", "Namespace": "DiskGuard", "ExpectedInstanceCount": "0"}
+          "ClusterName": "prod", "Namespace": "DiskGuard", "ExpectedInstanceCount": "0",
+          "ReleaseUrl": "https://releases.example.com/diskguard/diskguard-0.1.0-1a2b3c4d5e6f-x86_64-linux.tar.gz",
+          "ReleaseSha256": "9f2c4e1b7a3d5f60817263544536271809a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4"}
+USER_DATA_LIMIT = 16 * 1024  # EC2's limit on user data, before base64
 NS = SAMPLE["Namespace"]
 
 template, matches = decode(template_path)
@@ -87,6 +97,8 @@ def resolve(value):
             return SAMPLE[arg]
         if key == "Fn::Sub":
             return sub(arg)
+        if key == "Fn::Base64":
+            return resolve(arg)
     if isinstance(value, dict):
         return {key: resolve(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -131,6 +143,23 @@ for name, resource in resources.items():
                 for item in row:
                     if isinstance(item, dict) and "expression" in item:
                         expression(item["expression"], name)
+    elif resource["Type"] == "AWS::EC2::LaunchTemplate":
+        user_data = props["LaunchTemplateData"].get("UserData")
+        if user_data is None:
+            continue
+        text = resolve(user_data)
+        if not isinstance(text, str):
+            errors.append(f"{name}: UserData does not resolve to text with sample parameters")
+            continue
+        if len(text.encode()) > USER_DATA_LIMIT:
+            errors.append(f"{name}: UserData is {len(text.encode())} bytes; EC2 takes {USER_DATA_LIMIT}")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+            handle.write(text)
+            handle.flush()
+            checked = subprocess.run([sys.executable, cloud_config_check, handle.name],
+                                     capture_output=True, text=True)
+        if checked.returncode != 0:
+            errors.append(f"{name}: UserData is not a valid cloud-config: {checked.stdout.strip()}")
     elif resource["Type"] == "AWS::CloudWatch::Alarm":
         if "MetricName" in props:
             used.append((resolve(props["Namespace"]), props["MetricName"], name))
@@ -142,6 +171,30 @@ for name, resource in resources.items():
                 used.append((resolve(metric["Namespace"]), metric["MetricName"], name))
             if "Expression" in query:
                 expression(resolve(query["Expression"]), name)
+
+# 3. An alarm that drives Auto Scaling is the drain surge: the roll-up Draining (ClusterName
+# alone), its one-minute Sum >= 1 scaling out by one, its OK state back to the group's size.
+for name, resource in resources.items():
+    props = resource.get("Properties", {})
+    if resource["Type"] != "AWS::CloudWatch::Alarm":
+        continue
+    actions = [a.get("Ref") for a in props.get("AlarmActions", []) + props.get("OKActions", [])
+               if isinstance(a, dict)]
+    if not any(resources.get(a, {}).get("Type") == "AWS::AutoScaling::ScalingPolicy" for a in actions):
+        continue
+    want = {"Namespace": NS, "MetricName": "Draining", "Statistic": "Sum", "Period": 60,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold", "Threshold": 1}
+    got = {key: resolve(props.get(key)) for key in want}
+    if got != want:
+        errors.append(f"{name}: drives Auto Scaling but is not Sum(Draining) >= 1 over 60 s: {got}")
+    if [d["Name"] for d in props.get("Dimensions", [])] != ["ClusterName"]:
+        errors.append(f"{name}: must watch the roll-up (dimension ClusterName alone)")
+    out = [resources[a.get("Ref")]["Properties"] for a in props.get("AlarmActions", [])]
+    back = [resources[a.get("Ref")]["Properties"] for a in props.get("OKActions", [])]
+    if [(p.get("AdjustmentType"), p.get("ScalingAdjustment")) for p in out] != [("ChangeInCapacity", 1)]:
+        errors.append(f"{name}: its ALARM action must add exactly one instance")
+    if [p.get("AdjustmentType") for p in back] != ["ExactCapacity"]:
+        errors.append(f"{name}: its OK action must set the group back to an exact size")
 
 for ns, metric, where in used:
     if ns == NS and metric not in CONTRACT:
@@ -160,9 +213,10 @@ sys.exit(1 if errors else 0)
 PY
 ) || status=$?
 if [[ $status -eq 0 ]]; then
-    report "template: policy matches the JSON policy, dashboard is JSON, ${output#OK }" 0 ""
+    report "$TEMPLATE: policy matches the JSON policy, dashboard and user data valid, ${output#OK }" 0 ""
 else
-    report "template: policy matches the JSON policy, dashboard is JSON, metric names are the contract's" "$status" "$output"
+    report "$TEMPLATE: policy matches the JSON policy, dashboard and user data valid, metric names are the contract's" "$status" "$output"
 fi
+done
 
 exit "$failed"

@@ -74,6 +74,13 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             print(&format!("DISKGUARD {word} - {}\n", detail.join(", ")))?;
             Ok(code)
         }
+        Command::Userdata(args) => {
+            print(&super::userdata::render(
+                &args,
+                explicit.then_some(path.as_path()),
+            )?)?;
+            Ok(0)
+        }
         Command::Config {
             action: ConfigCommand::Check,
         } => {

@@ -13,6 +13,8 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
+    Userdata(#[from] super::userdata::UserdataError),
+    #[error(transparent)]
     Daemon(#[from] crate::daemon::Error),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -49,7 +51,8 @@ impl Error {
     /// everything else is a failure a retry or a restart may cure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => EXIT_CONFIG,
+            // userdata's flags are wrong the way a config is wrong: a person must fix them.
+            Error::Config(_) | Error::Userdata(_) => EXIT_CONFIG,
             _ => EXIT_FAILURE,
         }
     }

@@ -5,6 +5,7 @@ mod ecs;
 mod error;
 mod prune;
 mod status;
+pub mod userdata;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,15 @@ pub enum Command {
     /// Health check for scripts: exit 0 ok, 1 warning (≥ prune_start), 2 critical (≥ drain),
     /// 3 unknown (a watched path cannot be read).
     Check,
+    /// Render EC2 user data (Flatcar cloud-config or Ignition) that installs diskguard from
+    /// its release tarball, checks the tarball's sha256 before anything starts, and starts
+    /// diskguard.service. --config FILE is installed as /etc/diskguard/diskguard.toml.
+    #[command(
+        after_help = "Exit 0 with the user data on stdout; 78 (EX_CONFIG) when \
+        --cluster, --release-url or --sha256 is not valid, or the --config file is not \
+        (nothing is printed then)."
+    )]
+    Userdata(userdata::UserdataArgs),
     /// Validate the configuration or print the defaults.
     Config {
         #[command(subcommand)]

@@ -1,5 +1,6 @@
 //! Integration-test harness: real peers (loop-mounted ext4, a private
-//! dockerd, imported images, moto_server, etcd) behind Drop guards.
+//! dockerd, imported images, moto_server, etcd, a container with systemd as
+//! PID 1) behind Drop guards.
 //! Use it from any test file with `mod support;`.
 //!
 //! Tests run as root and need the packages from `scripts/test-deps.sh`; a
@@ -9,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod cloudinit;
 pub mod cwpeer;
 pub mod daemon;
 pub mod docker_world;
@@ -26,11 +28,15 @@ pub mod loopfs;
 pub mod mockhttp;
 pub mod moto;
 pub mod mounts;
+pub mod node;
 pub mod peer;
 pub mod procs;
 pub mod registry;
+pub mod release;
 pub mod slowsock;
 pub mod watch;
+pub mod systemd_container;
+pub mod systemd_image;
 
 pub use dockerd::Dockerd;
 pub use etcd::Etcd;

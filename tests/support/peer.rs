@@ -29,6 +29,13 @@ pub enum Bin {
     Journald,
     Journalctl,
     Registry,
+    Debootstrap,
+    SystemdAnalyze,
+    IgnitionValidate,
+    Unsquashfs,
+    Unshare,
+    Readelf,
+    Sha256sum,
 }
 
 impl Bin {
@@ -85,6 +92,37 @@ impl Bin {
                 "docker-registry",
                 "apt-get install docker-registry",
                 &["/usr/bin/docker-registry"],
+            ),
+            Bin::Debootstrap => (
+                "debootstrap",
+                "apt-get install debootstrap",
+                &["/usr/sbin/debootstrap"],
+            ),
+            Bin::SystemdAnalyze => (
+                "systemd-analyze",
+                "apt-get install systemd",
+                &["/usr/bin/systemd-analyze"],
+            ),
+            Bin::IgnitionValidate => (
+                "ignition-validate",
+                "apt-get install ignition",
+                &["/usr/bin/ignition-validate"],
+            ),
+            Bin::Unsquashfs => (
+                "unsquashfs",
+                "apt-get install squashfs-tools",
+                &["/usr/bin/unsquashfs"],
+            ),
+            Bin::Unshare => (
+                "unshare",
+                "apt-get install util-linux",
+                &["/usr/bin/unshare"],
+            ),
+            Bin::Readelf => ("readelf", "apt-get install binutils", &["/usr/bin/readelf"]),
+            Bin::Sha256sum => (
+                "sha256sum",
+                "apt-get install coreutils",
+                &["/usr/bin/sha256sum"],
             ),
         }
     }
