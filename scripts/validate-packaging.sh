@@ -64,7 +64,7 @@ template_path, policy_path, cloud_config_check = sys.argv[1:]
 # The metric names of the contract (design notes, "Contract: CloudWatch metrics").
 CONTRACT = {"DiskUsedPercent", "InodesUsedPercent", "DiskFreeBytes", "TimeToFullSeconds",
             "ReclaimedBytes", "ReclaimErrors", "Draining", "DrainSuppressed",
-            "EtcdQuotaUsedPercent", "EtcdNoSpaceAlarm"}
+            "EtcdQuotaUsedPercent", "EtcdNoSpaceAlarm", "Evictions"}
 # Metrics of other namespaces the template may read, and why.
 FOREIGN = {("ECS/ContainerInsights", "ContainerInstanceCount")}  # expected count, silence alarm
 SAMPLE = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012",
