@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::LoopFs;
 use support::daemon::Daemon;
 use support::ecs_agent::AgentMode;
-use support::ecs_cluster::{Cluster, MARK, aws_env, cluster, config, daemon};
+use support::ecs_cluster::{Cluster, MARK, aws_env, aws_env_with_imds, cluster, config, daemon};
 use support::ecs_world::REGION;
 use support::faultproxy::{Fault, FaultProxy};
 
@@ -366,10 +366,7 @@ fn without_introspection_the_instance_is_found_from_the_cluster_and_imds() {
         .replace("[ecs]\ncluster = \"prod\"\n", "");
     std::fs::write(&cfg, text.replace("[ecs]\n", "[ecs]\ncluster = \"prod\"\n"))
         .expect("write config");
-    let mut env = aws_env(&c.moto.endpoint());
-    env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
-    env.push(("AWS_EC2_METADATA_DISABLED", "false".to_owned()));
-    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()));
+    let env = aws_env_with_imds(&c.moto.endpoint(), &imds.endpoint());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut d = Daemon::start_with(&cfg, &env);
     let (_, line) = d.wait_for("found this ECS container instance", Duration::from_secs(30));

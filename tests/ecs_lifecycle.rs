@@ -8,31 +8,34 @@ use std::time::Duration;
 
 use support::LoopFs;
 use support::daemon::Daemon;
-use support::ecs_cluster::{aws_env, cluster, config};
+use support::ecs_cluster::{Cluster, aws_env_with_imds, cluster, config};
 use support::ecs_world::REGION;
 use support::imds::{Imds, InstanceIdentity};
 
-#[test]
-fn an_instance_the_group_is_terminating_stays_draining_after_the_disk_recovers() {
+/// A cluster, IMDS answering the lifecycle state `lifecycle` (or 404), and diskguard
+/// having drained this instance past 90 %.
+fn drained(lifecycle: Option<&str>) -> (Cluster, Imds, LoopFs, tempfile::TempDir, Daemon) {
     let c = cluster(10);
     let me = c.world.members()[0].clone();
     let imds = Imds::start(InstanceIdentity::new(&me.ec2_instance_id, REGION));
-    imds.set_target_lifecycle_state(Some("InService"));
+    imds.set_target_lifecycle_state(lifecycle);
     let mut fs = LoopFs::new(64);
     let tmp = tempfile::tempdir().expect("tempdir");
     let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
-    let mut env = aws_env(&c.moto.endpoint());
-    env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
-    env.push(("AWS_EC2_METADATA_DISABLED", "false".to_owned()));
-    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()));
+    let env = aws_env_with_imds(&c.moto.endpoint(), &imds.endpoint());
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut d = Daemon::start_with(&cfg, &env);
     d.wait_for("found this ECS container instance", Duration::from_secs(30));
-
     fs.fill_to_used_percent(91.0);
     c.wait("drained", Duration::from_secs(20), |(s, m)| {
         s == "DRAINING" && m.is_some()
     });
+    (c, imds, fs, tmp, d)
+}
+
+#[test]
+fn an_instance_the_group_is_terminating_stays_draining_after_the_disk_recovers() {
+    let (c, imds, mut fs, _tmp, mut d) = drained(Some("InService"));
     // Scale-in picked this instance while it was drained.
     imds.set_target_lifecycle_state(Some("Terminated"));
     fs.remove_fill();
@@ -60,23 +63,7 @@ fn an_instance_the_group_is_terminating_stays_draining_after_the_disk_recovers()
 #[test]
 fn off_an_auto_scaling_group_the_instance_is_given_back() {
     // IMDS answers 404 for the lifecycle state outside a group: nothing says it leaves.
-    let c = cluster(10);
-    let me = c.world.members()[0].clone();
-    let imds = Imds::start(InstanceIdentity::new(&me.ec2_instance_id, REGION));
-    let mut fs = LoopFs::new(64);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = config(tmp.path(), fs.path(), &c.agent.url(), "");
-    let mut env = aws_env(&c.moto.endpoint());
-    env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
-    env.push(("AWS_EC2_METADATA_DISABLED", "false".to_owned()));
-    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut d = Daemon::start_with(&cfg, &env);
-    d.wait_for("found this ECS container instance", Duration::from_secs(30));
-    fs.fill_to_used_percent(91.0);
-    c.wait("drained", Duration::from_secs(20), |(s, m)| {
-        s == "DRAINING" && m.is_some()
-    });
+    let (c, _imds, mut fs, _tmp, d) = drained(None);
     fs.remove_fill();
     c.wait("ACTIVE again", Duration::from_secs(30), |(s, m)| {
         s == "ACTIVE" && m.is_none()

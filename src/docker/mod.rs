@@ -204,6 +204,33 @@ impl DockerSource {
         })
     }
 
+    /// The running containers alone: one list call, for the write meter, which must see a
+    /// container started a moment ago without waiting for the next inventory.
+    pub async fn running(&self) -> Result<Vec<ContainerInfo>, DockerError> {
+        let opts = ListContainersOptions {
+            all: false,
+            filters: Some(HashMap::from([(
+                "status".to_owned(),
+                vec!["running".to_owned()],
+            )])),
+            ..Default::default()
+        };
+        let listed = self
+            .bounded(
+                "list running containers",
+                self.docker.list_containers(Some(opts)),
+            )
+            .await?;
+        let cache = self
+            .cache
+            .lock()
+            .expect("inspect cache lock is never poisoned: no panics inside");
+        Ok(listed
+            .iter()
+            .filter_map(|c| convert::container(c, &cache))
+            .collect())
+    }
+
     /// Writable-layer sizes of the stopped containers, by id; empty unless `sized`.
     async fn stopped_sizes(&self, sized: bool) -> Result<HashMap<String, u64>, DockerError> {
         if !sized {

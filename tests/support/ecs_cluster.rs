@@ -70,6 +70,15 @@ pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `aws_env` with IMDS served by the mock at `endpoint` instead of turned off.
+pub fn aws_env_with_imds(moto: &str, endpoint: &str) -> Vec<(&'static str, String)> {
+    let mut env = aws_env(moto);
+    env.retain(|(k, _)| *k != "AWS_EC2_METADATA_DISABLED");
+    env.push(("AWS_EC2_METADATA_DISABLED", "false".to_owned()));
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint.to_owned()));
+    env
+}
+
 pub fn config(dir: &Path, root: &Path, introspection: &str, extra: &str) -> PathBuf {
     let path = dir.join("diskguard.toml");
     std::fs::write(

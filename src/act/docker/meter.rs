@@ -4,17 +4,15 @@
 //! delays a pass or an eviction; it lists the running containers itself, so that a writer
 //! started a moment ago is measured without waiting for the next inventory.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::ListContainersOptions;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::docker::{CALL_TIMEOUT, DockerSource, WriteMeter};
-use crate::sample::{ContainerInfo, ContainerState, ContainerWrites};
+use crate::docker::{DockerSource, WriteMeter};
+use crate::sample::{ContainerInfo, ContainerWrites};
 
 /// Runs until aborted, reading every `cadence` (which the actor may change).
 pub async fn run(
@@ -31,7 +29,7 @@ pub async fn run(
     let mut failing = false;
     loop {
         let every = *cadence.borrow_and_update();
-        match running(&source).await {
+        match source.running().await {
             Ok(running) => {
                 failing = false;
                 let refs: Vec<&ContainerInfo> = running.iter().collect();
@@ -40,7 +38,7 @@ pub async fn run(
             }
             Err(e) if !failing => {
                 failing = true;
-                warn!(error = %e, "cannot list the running containers to measure their writes");
+                warn!(error = %crate::error::chain(&e), "cannot list the running containers to measure their writes");
             }
             Err(_) => {}
         }
@@ -49,41 +47,4 @@ pub async fn run(
             changed = cadence.changed() => if changed.is_err() { return },
         }
     }
-}
-
-/// The running containers, as the meter needs them.
-async fn running(source: &DockerSource) -> Result<Vec<ContainerInfo>, String> {
-    let opts = ListContainersOptions {
-        all: false,
-        filters: Some(HashMap::from([(
-            "status".to_owned(),
-            vec!["running".to_owned()],
-        )])),
-        ..Default::default()
-    };
-    let listed = tokio::time::timeout(CALL_TIMEOUT, source.docker.list_containers(Some(opts)))
-        .await
-        .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
-    Ok(listed
-        .into_iter()
-        .filter_map(|c| {
-            Some(ContainerInfo {
-                name: c
-                    .names
-                    .as_ref()
-                    .and_then(|n| n.first())
-                    .map(|n| n.trim_start_matches('/').to_owned())
-                    .unwrap_or_default(),
-                image_id: c.image_id.unwrap_or_default(),
-                state: ContainerState::Running,
-                created: std::time::SystemTime::UNIX_EPOCH,
-                finished_at: None,
-                labels: c.labels.unwrap_or_default().into_iter().collect(),
-                size_rw_bytes: None,
-                log_bytes: None,
-                id: c.id?,
-            })
-        })
-        .collect())
 }
