@@ -28,6 +28,8 @@ pub mod docker;
 pub mod ecs;
 /// Errors of the program as a whole, and the exit codes they map to.
 pub mod error;
+/// Everything that talks to etcd: its client URL, metrics, alarms, maintenance, the lock.
+pub mod etcd;
 /// A small HTTP GET for local endpoints.
 pub mod http;
 /// Numbers for people.
@@ -38,5 +40,7 @@ pub mod policy;
 pub mod report;
 /// Reading the world: filesystems, and plain-data descriptions of Docker, ECS and etcd.
 pub mod sample;
+/// systemd unit files with their drop-ins, as systemd merges them.
+pub mod unit_file;
 /// Build information: version and git SHA.
 pub mod version;
