@@ -24,6 +24,8 @@ pub mod counters;
 pub mod daemon;
 /// Everything that talks to Docker's Engine API, reads and writes.
 pub mod docker;
+/// `doctor`: the host's bad defaults, audited by pure checks over what was read.
+pub mod doctor;
 /// Everything that talks to ECS, reads and writes.
 pub mod ecs;
 /// Errors of the program as a whole, and the exit codes they map to.

@@ -199,3 +199,78 @@ fn maintenance_compacts_defragments_and_disarms_and_a_write_succeeds_within_30_s
     );
     d.stop();
 }
+
+#[test]
+fn data_dir_comes_from_etcds_unit_unless_written_and_auto_watches_what_answers() {
+    let etcd = Etcd::start(QUOTA);
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let units = tmp.path().join("systemd");
+    std::fs::create_dir_all(units.join("etcd2.service.d")).expect("mkdir");
+    std::fs::write(
+        units.join("etcd2.service"),
+        "[Service]\nEnvironment=ETCD_DATA_DIR=/var/lib/etcd2\n",
+    )
+    .expect("unit");
+    let on_docker = fs.path().join("etcd2");
+    std::fs::create_dir_all(&on_docker).expect("mkdir");
+    std::fs::write(
+        units.join("etcd2.service.d/40-dir.conf"),
+        format!(
+            "[Service]\nEnvironment=\"ETCD_DATA_DIR={}\"\n",
+            on_docker.display()
+        ),
+    )
+    .expect("drop-in");
+    let write = |etcd_keys: &str| {
+        let path = tmp.path().join("auto.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[docker]\nroot = {:?}\nhost = \"unix:///nonexistent/docker.sock\"\n[ecs]\nenabled = false\n\
+                 [host]\nsystemd_dirs = [{:?}]\n[etcd]\n{etcd_keys}",
+                fs.path().display().to_string(),
+                units.display().to_string(),
+            ),
+        )
+        .expect("config");
+        path
+    };
+    // Discovered from the drop-in: on Docker's loop fs, and status and check say so.
+    let cfg = write(&format!("endpoint = {:?}\n", etcd.client_url()));
+    let json = status_json(&cfg);
+    assert_eq!(
+        json["etcd"]["data_dir"],
+        on_docker.display().to_string(),
+        "{json:#}"
+    );
+    assert!(
+        json["etcd"]["data_dir_source"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("etcd2.service")),
+        "{json:#}"
+    );
+    assert_eq!(json["etcd"]["shares_docker_fs"], true);
+    let check = diskguard(&cfg, &["check"]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("on Docker's filesystem"));
+    // Written in the config: it wins.
+    let written = write(&format!(
+        "endpoint = {:?}\ndata_dir = {:?}\n",
+        etcd.client_url(),
+        etcd.data_dir().display().to_string()
+    ));
+    let json = status_json(&written);
+    assert_eq!(json["etcd"]["data_dir_source"], "config");
+    assert_eq!(json["etcd"]["shares_docker_fs"], false);
+    // "auto" with a data dir that exists and nothing answering: watched, and says why.
+    let down = write("endpoint = \"http://127.0.0.1:9\"\n");
+    let json = status_json(&down);
+    assert_eq!(json["etcd"]["reachable"], false, "{json:#}");
+    // "auto" with neither: not watched at all.
+    std::fs::remove_dir(&on_docker).expect("rmdir");
+    let json = status_json(&down);
+    assert_eq!(json["etcd"], Value::Null, "{json:#}");
+    // "auto" with no data dir, but an etcd that answers: watched.
+    let answers = write(&format!("endpoint = {:?}\n", etcd.client_url()));
+    assert_eq!(status_json(&answers)["etcd"]["reachable"], true);
+}

@@ -78,6 +78,11 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             print(&format!("DISKGUARD {word} - {}\n", detail.join(", ")))?;
             Ok(code)
         }
+        Command::Doctor { json } => {
+            let (text, code) = one_shot()?.block_on(super::doctor::doctor(&settings, json));
+            print(&text)?;
+            Ok(code)
+        }
         Command::Userdata(args) => {
             print(&super::userdata::render(
                 &args,
@@ -108,9 +113,14 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     }
 }
 
-/// etcd's quota for `check`: `etcd quota 103.5% (critical) NOSPACE`.
+/// etcd's quota for `check`: `etcd quota 103.5% (critical) NOSPACE, on Docker's filesystem`.
 fn etcd_detail(e: &EtcdVerdict) -> String {
-    match (e.quota_level, e.quota_used_percent) {
+    let fs = match e.shares_docker_fs {
+        Some(true) => ", on Docker's filesystem",
+        Some(false) => ", on its own filesystem",
+        None => "",
+    };
+    let quota = match (e.quota_level, e.quota_used_percent) {
         (Some(level), Some(p)) => {
             let (word, alarm) = match level {
                 QuotaLevel::Ok => ("ok", ""),
@@ -120,7 +130,8 @@ fn etcd_detail(e: &EtcdVerdict) -> String {
             format!("etcd quota {p:.1}% ({word}){alarm}")
         }
         _ => "etcd: cannot be read".to_owned(),
-    }
+    };
+    format!("{quota}{fs}")
 }
 
 /// Nagios-style: a known problem outranks an unknown one. etcd's quota counts as a

@@ -174,4 +174,5 @@ pub struct RawHost {
     pub docker_daemon_json: Option<String>,
     pub ecs_config: Option<String>,
     pub diskguard_unit: Option<String>,
+    pub root_fs: Option<String>,
 }

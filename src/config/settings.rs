@@ -168,6 +168,8 @@ pub struct HostSettings {
     pub ecs_config: PathBuf,
     /// diskguard's own unit's name, looked for in `systemd_dirs`.
     pub diskguard_unit: String,
+    /// The host's root filesystem (where the OS lives): Docker's root there is fragile.
+    pub root_fs: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -358,6 +360,7 @@ impl Settings {
             diskguard_unit: h
                 .diskguard_unit
                 .unwrap_or_else(|| "diskguard.service".into()),
+            root_fs: PathBuf::from(h.root_fs.unwrap_or_else(|| "/".into())),
         };
         let ecs = EcsSettings {
             enabled: c.enabled.unwrap_or(Toggle::Auto),
@@ -505,6 +508,7 @@ impl Settings {
                 docker_daemon_json: Some(self.host.docker_daemon_json.display().to_string()),
                 ecs_config: Some(self.host.ecs_config.display().to_string()),
                 diskguard_unit: Some(self.host.diskguard_unit.clone()),
+                root_fs: Some(self.host.root_fs.display().to_string()),
             }),
         }
     }
