@@ -211,9 +211,10 @@ fn every_finding_is_triggered_by_a_fixture_and_cleared_by_its_own_fix() {
     expect(&host, "ecs-image-cleanup-defaults");
     host.write(
         "ecs.config",
-        &format!(
-            "ECS_CLUSTER=prod\nECS_IMAGE_CLEANUP_INTERVAL=10m\nECS_NUM_IMAGES_DELETE_PER_CYCLE=20\n"
-        ),
+        "ECS_CLUSTER=prod
+ECS_IMAGE_CLEANUP_INTERVAL=10m
+ECS_NUM_IMAGES_DELETE_PER_CYCLE=20
+",
     );
     clean(&host, "ecs-image-cleanup-defaults");
     host.write(
