@@ -74,7 +74,7 @@ pub async fn run(settings: Settings, out: EtcdChannels, mut plans: PlanReceiver)
                 false,
                 chain(&e),
             )));
-            let _ = plans.changed().await;
+            // Nothing more to do until shutdown closes the plan channel.
             while plans.changed().await.is_ok() {}
             return;
         }
@@ -117,10 +117,11 @@ impl Actor {
                 self.settings.etcd.quota_warn_percent,
                 SystemTime::now(),
             );
+            // The machine puts the one effect whose outcome it waits for last; its outcome
+            // is the next event.
             for effect in effects {
                 if let Some(next) = self.perform(effect).await {
                     pending.push(next);
-                    // One outcome at a time: the machine asks for the next step itself.
                     break;
                 }
             }
