@@ -37,9 +37,9 @@ pub mod procs;
 pub mod registry;
 pub mod release;
 pub mod slowsock;
-pub mod watch;
 pub mod systemd_container;
 pub mod systemd_image;
+pub mod watch;
 
 pub use dockerd::Dockerd;
 pub use etcd::Etcd;
