@@ -16,8 +16,9 @@ MOTO_SPEC='moto[server]>=5,<6'
 # pulls in containerd and runc. mount: mount/umount/losetup. util-linux:
 # setpriv (parent-death signal for peers). e2fsprogs: mkfs.ext4.
 # docker-registry: a private registry on loopback, to pull images by digest only.
+# openssl: the certificates of the etcd TLS tests.
 APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd docker-registry
-    ignition debootstrap squashfs-tools musl-tools binutils)
+    ignition debootstrap squashfs-tools musl-tools binutils openssl)
 
 installed=()
 

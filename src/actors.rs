@@ -116,6 +116,7 @@ mod tests {
             ecs_generation: None,
             ecs: Default::default(),
             findings: Vec::new(),
+            etcd: None,
             next: State::default(),
         })
     }

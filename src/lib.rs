@@ -24,10 +24,14 @@ pub mod counters;
 pub mod daemon;
 /// Everything that talks to Docker's Engine API, reads and writes.
 pub mod docker;
+/// `doctor`: the host's bad defaults, audited by pure checks over what was read.
+pub mod doctor;
 /// Everything that talks to ECS, reads and writes.
 pub mod ecs;
 /// Errors of the program as a whole, and the exit codes they map to.
 pub mod error;
+/// Everything that talks to etcd: its client URL, metrics, alarms, maintenance, the lock.
+pub mod etcd;
 /// A small HTTP GET for local endpoints.
 pub mod http;
 /// Numbers for people.
@@ -38,5 +42,7 @@ pub mod policy;
 pub mod report;
 /// Reading the world: filesystems, and plain-data descriptions of Docker, ECS and etcd.
 pub mod sample;
+/// systemd unit files with their drop-ins, as systemd merges them.
+pub mod unit_file;
 /// Build information: version and git SHA.
 pub mod version;

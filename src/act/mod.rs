@@ -4,4 +4,5 @@
 
 pub mod docker;
 pub mod ecs;
+pub mod etcd;
 pub mod reclaim;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{Cli, Command, ConfigCommand, Error};
 use crate::config::{self, DEFAULT_CONFIG_PATH, Mode};
 use crate::daemon::oneshot::{Reads, look, runtime};
-use crate::policy::{Level, Plan};
+use crate::policy::{EtcdVerdict, Level, Plan, QuotaLevel};
 
 /// Runs the command; `Ok` carries the exit code.
 pub fn run(cli: Cli) -> Result<u8, Error> {
@@ -15,6 +15,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
     };
     let mut settings = config::load(&path, !explicit)?;
+    // A data dir written in the file wins; otherwise etcd's unit says where it is.
+    crate::etcd::resolve_data_dir(&mut settings);
     let one_shot = || runtime().map_err(Error::Runtime);
     match cli.command {
         Command::Run { observe } => {
@@ -47,6 +49,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 Reads {
                     docker: false,
                     ecs: true,
+                    etcd: true,
                 },
             ));
             let (code, word) = check_code(&shot.plan);
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     Some(e) => format!("{}: {e}", v.volume),
                     None => format!("{} {:.1}% ({})", v.volume, v.usage_percent, v.level),
                 })
+                .chain(shot.plan.etcd.as_ref().map(etcd_detail))
                 .collect();
             // The instance's ECS state, when it could be had; it never changes the code.
             if let Some(view) = &shot.snapshot.ecs {
@@ -72,6 +76,11 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 ));
             }
             print(&format!("DISKGUARD {word} - {}\n", detail.join(", ")))?;
+            Ok(code)
+        }
+        Command::Doctor { json } => {
+            let (text, code) = one_shot()?.block_on(super::doctor::doctor(&settings, json));
+            print(&text)?;
             Ok(code)
         }
         Command::Userdata(args) => {
@@ -104,13 +113,38 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     }
 }
 
-/// Nagios-style: a known problem outranks an unknown one.
+/// etcd's quota for `check`: `etcd quota 103.5% (critical) NOSPACE, on Docker's filesystem`.
+fn etcd_detail(e: &EtcdVerdict) -> String {
+    let fs = match e.shares_docker_fs {
+        Some(true) => ", on Docker's filesystem",
+        Some(false) => ", on its own filesystem",
+        None => "",
+    };
+    let quota = match (e.quota_level, e.quota_used_percent) {
+        (Some(level), Some(p)) => {
+            let (word, alarm) = match level {
+                QuotaLevel::Ok => ("ok", ""),
+                QuotaLevel::Warn => ("warning", ""),
+                QuotaLevel::Critical => ("critical", " NOSPACE"),
+            };
+            format!("etcd quota {p:.1}% ({word}){alarm}")
+        }
+        _ => "etcd: cannot be read".to_owned(),
+    };
+    format!("{quota}{fs}")
+}
+
+/// Nagios-style: a known problem outranks an unknown one. etcd's quota counts as a
+/// volume would: warn at `quota_warn_percent`, critical on NOSPACE; an etcd that is
+/// watched but cannot be read is unknown.
 pub fn check_code(plan: &Plan) -> (u8, &'static str) {
-    match plan.level {
-        Level::Drain | Level::Critical => (2, "CRITICAL"),
-        Level::Prune => (1, "WARNING"),
-        Level::Ok if plan.has_unreadable_volume() => (3, "UNKNOWN"),
-        Level::Ok => (0, "OK"),
+    let quota = plan.etcd.as_ref().and_then(|e| e.quota_level);
+    let etcd_unknown = plan.etcd.as_ref().is_some_and(|e| !e.readable());
+    match (plan.level, quota) {
+        (Level::Drain | Level::Critical, _) | (_, Some(QuotaLevel::Critical)) => (2, "CRITICAL"),
+        (Level::Prune, _) | (_, Some(QuotaLevel::Warn)) => (1, "WARNING"),
+        _ if plan.has_unreadable_volume() || etcd_unknown => (3, "UNKNOWN"),
+        _ => (0, "OK"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line (clap derive) and the commands it runs.
 
 mod commands;
+mod doctor;
 mod ecs;
 mod error;
 mod prune;
@@ -55,9 +56,16 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Health check for scripts: exit 0 ok, 1 warning (≥ prune_start), 2 critical (≥ drain),
-    /// 3 unknown (a watched path cannot be read).
+    /// Health check for scripts: exit 0 ok, 1 warning (≥ prune_start, or etcd's quota at
+    /// quota_warn_percent), 2 critical (≥ drain, or etcd's NOSPACE alarm), 3 unknown (a
+    /// watched path or etcd cannot be read).
     Check,
+    /// Audit this host for the bad defaults that cause outages: exit 0 clean, 1 findings.
+    Doctor {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Render EC2 user data (Flatcar cloud-config or Ignition) that installs diskguard from
     /// its release tarball, checks the tarball's sha256 before anything starts, and starts
     /// diskguard.service. --config FILE is installed as /etc/diskguard/diskguard.toml.

@@ -22,6 +22,7 @@ pub async fn status(settings: &Settings, json: bool) -> String {
         Reads {
             docker: true,
             ecs: true,
+            etcd: true,
         },
     )
     .await;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 pub use raw::{Mode, RawConfig, Toggle};
 pub use settings::{
-    ALLOWED_DIMENSIONS, CloudWatchSettings, DockerSettings, EXTRA_METRICS, EcsSettings,
-    EtcdSettings, EvictSettings, Invalid, MIN_SAMPLE_INTERVAL, PrometheusSettings, SampleSettings,
-    Settings, Thresholds,
+    ALLOWED_DIMENSIONS, CloudWatchSettings, DEFAULT_SYSTEMD_DIRS, DataDirSource, DockerSettings,
+    EXTRA_METRICS, EcsSettings, EtcdSettings, EvictSettings, HostSettings, Invalid,
+    MIN_SAMPLE_INTERVAL, PrometheusSettings, SampleSettings, Settings, Thresholds,
 };
 
 /// Where the configuration is read from when neither `--config` nor `DISKGUARD_CONFIG`
@@ -123,7 +123,8 @@ pub fn defaults_toml() -> String {
     format!(
         "# diskguard configuration: every key with its default value.\n\
          # Save as {DEFAULT_CONFIG_PATH} and change what you need; unknown keys are errors.\n\
-         # [docker] host is absent on purpose: DOCKER_HOST is used, else unix:///var/run/docker.sock.\n\n{body}"
+         # [docker] host is absent on purpose: DOCKER_HOST is used, else unix:///var/run/docker.sock.\n\
+         # [etcd] data_dir is absent on purpose: ETCD_DATA_DIR from etcd's unit is used, else /var/lib/etcd.\n\n{body}"
     )
 }
 

@@ -72,6 +72,7 @@ pub struct RawConfig {
     pub ecs: Option<RawEcs>,
     pub cloudwatch: Option<RawCloudWatch>,
     pub prometheus: Option<RawPrometheus>,
+    pub host: Option<RawHost>,
 }
 
 /// `[sample]`
@@ -124,7 +125,12 @@ pub struct RawEtcd {
     pub enabled: Option<Toggle>,
     pub data_dir: Option<String>,
     pub endpoint: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
     pub quota_warn_percent: Option<f64>,
+    pub maintenance: Option<bool>,
+    pub interval: Option<String>,
 }
 
 /// `[ecs]`
@@ -157,4 +163,16 @@ pub struct RawCloudWatch {
 #[serde(deny_unknown_fields)]
 pub struct RawPrometheus {
     pub listen: Option<String>,
+}
+
+/// `[host]`: where diskguard reads the host's own configuration (systemd units, Docker's
+/// daemon.json, the ECS agent's ecs.config). Tests point these at fixtures.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub systemd_dirs: Option<Vec<String>>,
+    pub docker_daemon_json: Option<String>,
+    pub ecs_config: Option<String>,
+    pub diskguard_unit: Option<String>,
+    pub root_fs: Option<String>,
 }

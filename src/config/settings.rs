@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{
-    Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEtcd, RawEvict, RawPrometheus, RawSample,
-    RawThresholds, Toggle,
+    Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEtcd, RawEvict, RawHost, RawPrometheus,
+    RawSample, RawThresholds, Toggle,
 };
 
 /// Dimension names an operator may choose for `cloudwatch.dimensions`. `Volume` is added
@@ -24,6 +24,14 @@ pub const EXTRA_METRICS: &[&str] = &[
     "EtcdDbBytes",
     "EtcdDbInUseBytes",
     "TopWriterBytes",
+];
+
+/// Where systemd looks for units, most important first.
+pub const DEFAULT_SYSTEMD_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
 ];
 
 /// The shortest sampling interval: statvfs is cheap, but below this the loop would spend
@@ -60,6 +68,7 @@ pub struct Settings {
     pub ecs: EcsSettings,
     pub cloudwatch: CloudWatchSettings,
     pub prometheus: PrometheusSettings,
+    pub host: HostSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -113,8 +122,54 @@ impl EvictSettings {
 pub struct EtcdSettings {
     pub enabled: Toggle,
     pub data_dir: PathBuf,
+    /// Where `data_dir` came from: a value written in the file always wins over discovery.
+    pub data_dir_source: DataDirSource,
     pub endpoint: String,
+    /// Empty paths: not set. `ca_file` is required for `https://`; `cert_file` and
+    /// `key_file` come together.
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
     pub quota_warn_percent: f64,
+    /// Compact, defragment and disarm NOSPACE when the quota fills (off: only report).
+    pub maintenance: bool,
+    /// How often etcd is read (design.md's cadence: 15 s).
+    pub interval: Duration,
+}
+
+/// Where `etcd.data_dir` came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDirSource {
+    /// Written in the configuration file.
+    Config,
+    /// `ETCD_DATA_DIR` in this etcd unit (or one of its drop-ins).
+    Unit(PathBuf),
+    /// Neither: the built-in default.
+    Default,
+}
+
+impl DataDirSource {
+    /// For `status` and logs: `config`, `unit /etc/systemd/system/etcd-member.service`, `default`.
+    pub fn describe(&self) -> String {
+        match self {
+            DataDirSource::Config => "config".into(),
+            DataDirSource::Unit(p) => format!("unit {}", p.display()),
+            DataDirSource::Default => "default".into(),
+        }
+    }
+}
+
+/// Where the host's own configuration is read (doctor, etcd discovery).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostSettings {
+    /// Searched in order for units and their drop-ins, as systemd does.
+    pub systemd_dirs: Vec<PathBuf>,
+    pub docker_daemon_json: PathBuf,
+    pub ecs_config: PathBuf,
+    /// diskguard's own unit's name, looked for in `systemd_dirs`.
+    pub diskguard_unit: String,
+    /// The host's root filesystem (where the OS lives): Docker's root there is fragile.
+    pub root_fs: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +261,7 @@ impl Settings {
         let c = raw.ecs.unwrap_or_default();
         let w = raw.cloudwatch.unwrap_or_default();
         let p = raw.prometheus.unwrap_or_default();
+        let h = raw.host.unwrap_or_default();
 
         let sample = SampleSettings {
             interval: duration("sample.interval", s.interval.as_deref(), "1s")?,
@@ -270,9 +326,41 @@ impl Settings {
         };
         let etcd = EtcdSettings {
             enabled: e.enabled.unwrap_or(Toggle::Auto),
+            data_dir_source: if e.data_dir.is_some() {
+                DataDirSource::Config
+            } else {
+                DataDirSource::Default
+            },
             data_dir: PathBuf::from(e.data_dir.unwrap_or_else(|| "/var/lib/etcd".into())),
             endpoint: e.endpoint.unwrap_or_else(|| "http://127.0.0.1:2379".into()),
+            ca_file: PathBuf::from(e.ca_file.unwrap_or_default()),
+            cert_file: PathBuf::from(e.cert_file.unwrap_or_default()),
+            key_file: PathBuf::from(e.key_file.unwrap_or_default()),
             quota_warn_percent: percent("etcd.quota_warn_percent", e.quota_warn_percent, 80.0)?,
+            maintenance: e.maintenance.unwrap_or(false),
+            interval: duration("etcd.interval", e.interval.as_deref(), "15s")?,
+        };
+        let host = HostSettings {
+            systemd_dirs: h
+                .systemd_dirs
+                .unwrap_or_else(|| {
+                    DEFAULT_SYSTEMD_DIRS
+                        .iter()
+                        .map(|d| (*d).to_owned())
+                        .collect()
+                })
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            docker_daemon_json: PathBuf::from(
+                h.docker_daemon_json
+                    .unwrap_or_else(|| "/etc/docker/daemon.json".into()),
+            ),
+            ecs_config: PathBuf::from(h.ecs_config.unwrap_or_else(|| "/etc/ecs/ecs.config".into())),
+            diskguard_unit: h
+                .diskguard_unit
+                .unwrap_or_else(|| "diskguard.service".into()),
+            root_fs: PathBuf::from(h.root_fs.unwrap_or_else(|| "/".into())),
         };
         let ecs = EcsSettings {
             enabled: c.enabled.unwrap_or(Toggle::Auto),
@@ -319,6 +407,7 @@ impl Settings {
             ecs,
             cloudwatch,
             prometheus,
+            host,
         };
         settings.validate()?;
         Ok(settings)
@@ -371,9 +460,17 @@ impl Settings {
             }),
             etcd: Some(RawEtcd {
                 enabled: Some(self.etcd.enabled),
-                data_dir: Some(self.etcd.data_dir.display().to_string()),
+                // Written only when the file wrote it: a printed default would otherwise
+                // turn off discovery from etcd's unit for whoever saves the defaults.
+                data_dir: (self.etcd.data_dir_source == DataDirSource::Config)
+                    .then(|| self.etcd.data_dir.display().to_string()),
                 endpoint: Some(self.etcd.endpoint.clone()),
+                ca_file: Some(self.etcd.ca_file.display().to_string()),
+                cert_file: Some(self.etcd.cert_file.display().to_string()),
+                key_file: Some(self.etcd.key_file.display().to_string()),
                 quota_warn_percent: Some(self.etcd.quota_warn_percent),
+                maintenance: Some(self.etcd.maintenance),
+                interval: Some(text(self.etcd.interval)),
             }),
             ecs: Some(RawEcs {
                 enabled: Some(self.ecs.enabled),
@@ -399,6 +496,19 @@ impl Settings {
                         .map(|a| a.to_string())
                         .unwrap_or_default(),
                 ),
+            }),
+            host: Some(RawHost {
+                systemd_dirs: Some(
+                    self.host
+                        .systemd_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect(),
+                ),
+                docker_daemon_json: Some(self.host.docker_daemon_json.display().to_string()),
+                ecs_config: Some(self.host.ecs_config.display().to_string()),
+                diskguard_unit: Some(self.host.diskguard_unit.clone()),
+                root_fs: Some(self.host.root_fs.display().to_string()),
             }),
         }
     }

@@ -85,6 +85,7 @@ impl Settings {
                 "must be an http:// or https:// URL",
             ));
         }
+        self.validate_etcd_tls()?;
         if let Some(host) = &self.docker.host {
             if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
                 return Err(Invalid::new(
@@ -94,6 +95,45 @@ impl Settings {
             }
         }
         self.validate_cloudwatch()
+    }
+
+    fn validate_etcd_tls(&self) -> Result<(), Invalid> {
+        let e = &self.etcd;
+        let set = |p: &std::path::Path| !p.as_os_str().is_empty();
+        let https = e.endpoint.starts_with("https://");
+        if https && !set(&e.ca_file) {
+            return Err(Invalid::new(
+                "etcd.ca_file",
+                "required for an https:// endpoint: the CA that signed etcd's certificate",
+            ));
+        }
+        if !https && (set(&e.ca_file) || set(&e.cert_file) || set(&e.key_file)) {
+            return Err(Invalid::new(
+                "etcd.endpoint",
+                "ca_file, cert_file and key_file are set but the endpoint is not https://",
+            ));
+        }
+        if set(&e.cert_file) != set(&e.key_file) {
+            let key = if set(&e.cert_file) {
+                "etcd.key_file"
+            } else {
+                "etcd.cert_file"
+            };
+            return Err(Invalid::new(
+                key,
+                "cert_file and key_file go together (the client certificate and its key)",
+            ));
+        }
+        if e.interval < Duration::from_secs(1) {
+            return Err(Invalid::new("etcd.interval", "must be at least 1s"));
+        }
+        if self.host.systemd_dirs.is_empty() {
+            return Err(Invalid::new(
+                "host.systemd_dirs",
+                "must name at least one directory",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_cloudwatch(&self) -> Result<(), Invalid> {

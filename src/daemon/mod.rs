@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::act::docker::DockerChannels;
 use crate::act::ecs::EcsChannels;
+use crate::act::etcd::EtcdChannels;
 use crate::actors::Actors;
 use crate::config::Settings;
 use crate::config::Toggle;
@@ -81,6 +82,7 @@ struct Daemon {
     actors: Actors,
     docker: DockerChannels,
     ecs: EcsChannels,
+    etcd: EtcdChannels,
     /// The CloudWatch interval being aggregated and where closed ones go; `None` when
     /// CloudWatch is off in the configuration.
     metrics: Option<(Aggregator, mpsc::UnboundedSender<Batch>)>,
@@ -107,6 +109,7 @@ impl Daemon {
             notifier: Notifier::from_env(),
             actors: Actors::default(),
             ecs: EcsChannels::new(Arc::clone(&docker.counters)),
+            etcd: EtcdChannels::default(),
             metrics: None,
             docker,
             ready: false,
@@ -130,6 +133,23 @@ impl Daemon {
             t.recover,
             humantime::format_duration(t.recover_after)
         );
+        if self.settings.etcd.enabled != Toggle::Off {
+            let e = &self.settings.etcd;
+            info!(
+                endpoint = %e.endpoint,
+                data_dir = %e.data_dir.display(),
+                data_dir_source = %e.data_dir_source.describe(),
+                maintenance = e.maintenance,
+                "etcd: reading {} every {}; maintenance {}",
+                e.endpoint,
+                human::duration(e.interval),
+                if e.maintenance {
+                    "on (compact, defragment, disarm NOSPACE; one member at a time)"
+                } else {
+                    "off (report only)"
+                }
+            );
+        }
         for (volume, path) in [
             (Volume::Docker, &self.settings.docker.root),
             (Volume::Etcd, &self.settings.etcd.data_dir),
@@ -172,9 +192,15 @@ impl Daemon {
         }
         if self.settings.ecs.enabled != Toggle::Off {
             let (settings, channels) = (self.settings.clone(), self.ecs.clone());
-            let ecs_config = crate::ecs::ECS_CONFIG_PATH.into();
+            let ecs_config = self.settings.host.ecs_config.clone();
             self.actors
                 .spawn(|plans| crate::act::ecs::run(settings, ecs_config, channels, plans));
+        }
+
+        if self.settings.etcd.enabled != Toggle::Off {
+            let (settings, channels) = (self.settings.clone(), self.etcd.clone());
+            self.actors
+                .spawn(|plans| crate::act::etcd::run(settings, channels, plans));
         }
 
         let mut every = self.settings.sample.interval;
@@ -223,6 +249,7 @@ impl Daemon {
         snapshot.writers = self.docker.rates.borrow().clone();
         snapshot.reclaim_skip = self.docker.skipped.borrow().clone();
         snapshot.ecs = self.ecs.view.borrow().clone();
+        snapshot.etcd = self.etcd.view.borrow().clone();
         snapshot.cluster = self
             .ecs
             .identity

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{Settings, Toggle};
 use crate::docker::{DockerError, DockerSource, REPLAY_WINDOW, docker_host, replay_recent};
-use crate::ecs::{Discovery, ECS_CONFIG_PATH, EcsClient, EcsError, Introspection, discover};
+use crate::ecs::{Discovery, EcsClient, EcsError, Introspection, discover};
 use crate::policy::{Plan, State, decide};
-use crate::sample::{EcsView, FsSampler, History, Inventory, Snapshot};
+use crate::sample::{EcsView, EtcdView, FsSampler, History, Inventory, Snapshot};
 
 /// How long a one-shot command waits for Docker before calling it stalled.
 pub const DOCKER_PATIENCE: Duration = Duration::from_secs(10);
@@ -80,7 +80,7 @@ pub async fn read_docker(
 
 /// Finds this container instance and reads it. `Ok(None)` when ECS is off in the config.
 pub async fn read_ecs(settings: &Settings) -> Result<Option<(EcsClient, EcsView)>, EcsReadError> {
-    read_ecs_with(settings, Path::new(ECS_CONFIG_PATH)).await
+    read_ecs_with(settings, &settings.host.ecs_config).await
 }
 
 async fn read_ecs_with(
@@ -114,11 +114,26 @@ async fn read_ecs_with(
         .unwrap_or(Err(EcsReadError::Timeout(ECS_PATIENCE)))
 }
 
+/// etcd read once, when it is watched: `None` when off, or "auto" and neither its data
+/// dir nor its endpoint is there.
+pub async fn read_etcd(settings: &Settings) -> Option<EtcdView> {
+    if settings.etcd.enabled == Toggle::Off {
+        return None;
+    }
+    let view = match crate::etcd::EtcdClient::new(&settings.etcd) {
+        Ok(client) => crate::etcd::read_view(&client).await,
+        Err(e) => EtcdView::failed(&settings.etcd.endpoint, false, crate::error::chain(&e)),
+    };
+    crate::etcd::watched(&settings.etcd, &settings.etcd.data_dir, &view).then_some(view)
+}
+
 /// What a one-shot command reads besides the filesystems.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Reads {
     pub docker: bool,
     pub ecs: bool,
+    /// etcd's quota and alarms (only when `etcd.enabled` is not false).
+    pub etcd: bool,
 }
 
 /// One look: the snapshot, the plan, and what Docker and ECS said when asked.
@@ -153,9 +168,17 @@ pub async fn look(settings: &Settings, reads: Reads) -> OneShot {
             None
         }
     };
-    let (docker, ecs) = tokio::join!(docker, ecs);
+    let etcd = async {
+        if reads.etcd {
+            read_etcd(settings).await
+        } else {
+            None
+        }
+    };
+    let (docker, ecs, etcd) = tokio::join!(docker, ecs, etcd);
     let now = SystemTime::now();
     let mut snapshot = FsSampler::new(settings).sample(now);
+    snapshot.etcd = etcd;
     let docker = docker.map(|r| {
         r.map(|(source, inventory)| {
             snapshot.inventory = Some(Arc::new(inventory));

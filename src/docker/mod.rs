@@ -2,6 +2,7 @@
 //! of images and containers, last use from the events stream, and what filled the disk.
 
 mod attribution;
+mod audit;
 mod convert;
 mod events;
 mod evict;
@@ -20,6 +21,7 @@ use crate::config::DockerSettings;
 use crate::sample::{ContainerInfo, ImageInfo, Inventory};
 
 pub use attribution::{TopWriter, top_writers};
+pub use audit::ContainerFacts;
 pub use events::{EventsStatus, LastUse, REPLAY_WINDOW, replay_recent, watch_events};
 pub use remove::Outcome;
 pub use writes::WriteMeter;

@@ -2,6 +2,7 @@
 //! a plan comes out. No I/O and no clock reads here, so every rule is a unit test.
 
 mod drain;
+mod etcd;
 mod evict;
 mod findings;
 mod forecast;
@@ -19,6 +20,7 @@ pub use drain::{
     BudgetVerdict, CLAIM_TTL, DrainingInstance, EcsDecision, budget_room, budget_verdict,
     decide_ecs, drain_budget,
 };
+pub use etcd::{EtcdVerdict, QuotaLevel, judge_etcd, quota_level};
 pub use evict::{
     EVICT_SETTLE, Escalation, EvictDecision, Eviction, MIN_WRITE_RATE, STOP_GRACE, escalate,
 };
@@ -77,6 +79,8 @@ pub struct Plan {
     /// when draining): named on the instance and in the metrics.
     pub culprit: Option<String>,
     pub findings: Vec<Finding>,
+    /// etcd's quota and filesystem; `None` when etcd is not watched.
+    pub etcd: Option<EtcdVerdict>,
     /// The memory to pass to the next tick.
     pub next: State,
 }
@@ -128,7 +132,7 @@ pub fn decide(
     let docker = volumes
         .iter()
         .find(|v| v.volume == Volume::Docker && v.stats.is_some());
-    let mut findings = findings(&volumes, snapshot, settings);
+    let mut findings = findings(&volumes);
     let reclaim = reclaim_rule(docker, snapshot, settings, now);
     if reclaim.wanted && !snapshot.reclaim_skip.is_empty() {
         findings.push(Finding {
@@ -168,6 +172,8 @@ pub fn decide(
             ),
         });
     }
+    let (etcd, etcd_findings) = judge_etcd(snapshot.etcd.as_ref(), &volumes, settings);
+    findings.extend(etcd_findings);
     let mut ecs = EcsDecision::None;
     if let (Some(view), Some(d)) = (&snapshot.ecs, docker) {
         let (decision, since) = decide_ecs(
@@ -205,6 +211,7 @@ pub fn decide(
         evict: escalation.evict,
         culprit,
         findings,
+        etcd,
         next,
     }
 }

@@ -230,14 +230,11 @@ impl Aggregator {
         if let Some(cluster) = &snapshot.cluster {
             self.cluster = Some(cluster.clone());
         }
-        if let Some(etcd) = &snapshot.etcd {
-            if etcd.quota_bytes > 0 {
-                self.add(
-                    "EtcdQuotaUsedPercent",
-                    Scope::Instance,
-                    Unit::Percent,
-                    etcd.db_bytes as f64 * 100.0 / etcd.quota_bytes as f64,
-                );
+        // Only what etcd actually said: a down etcd publishes nothing rather than a 0 that
+        // would read as "no alarm".
+        if let Some(etcd) = snapshot.etcd.as_ref().filter(|e| e.is_readable()) {
+            if let Some(p) = etcd.quota_used_percent() {
+                self.add("EtcdQuotaUsedPercent", Scope::Instance, Unit::Percent, p);
             }
             self.add(
                 "EtcdNoSpaceAlarm",
@@ -245,13 +242,13 @@ impl Aggregator {
                 Unit::None,
                 if etcd.alarm_nospace { 1.0 } else { 0.0 },
             );
-            if self.wants("EtcdDbBytes") {
-                self.add(
-                    "EtcdDbBytes",
-                    Scope::Instance,
-                    Unit::Bytes,
-                    etcd.db_bytes as f64,
-                );
+            for (metric, value) in [
+                ("EtcdDbBytes", etcd.db_bytes),
+                ("EtcdDbInUseBytes", etcd.in_use_bytes),
+            ] {
+                if let Some(v) = value.filter(|_| self.wants(metric)) {
+                    self.add(metric, Scope::Instance, Unit::Bytes, v as f64);
+                }
             }
         }
         for (metric, unit, value) in [

@@ -1,6 +1,7 @@
 //! Telling people: the systemd notifications, the logs, and the status report.
 
 pub mod cloudwatch;
+pub mod etcd_status;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -4,11 +4,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::etcd_status::EtcdStatus;
 use crate::config::{Mode, Settings, Toggle};
 use crate::docker::TopWriter;
 use crate::human;
 use crate::policy::{Driver, EcsDecision, EvictDecision, Finding, Level, Plan};
-use crate::sample::{EcsView, EtcdView, MountInfo, Snapshot, Volume};
+use crate::sample::{EcsView, MountInfo, Snapshot, Volume};
 
 /// Why diskguard is in local mode, shown in `status` and in the first log lines.
 pub fn local_mode_reason(settings: &Settings) -> String {
@@ -29,7 +30,7 @@ pub struct StatusReport {
     pub level: Level,
     pub volumes: Vec<VolumeStatus>,
     pub ecs: Option<EcsStatusReport>,
-    pub etcd: Option<EtcdView>,
+    pub etcd: Option<EtcdStatus>,
     pub docker: Option<DockerStatus>,
     pub plan: Vec<PlanItem>,
     pub findings: Vec<Finding>,
@@ -193,6 +194,12 @@ impl StatusReport {
             }
         }
         let mut findings = plan.findings.clone();
+        if let Some(e) = snapshot.etcd.as_ref().and_then(|v| v.error.as_ref()) {
+            findings.push(Finding {
+                volume: Some(Volume::Etcd),
+                message: format!("etcd cannot be read: {e}"),
+            });
+        }
         if local_mode {
             findings.push(Finding {
                 volume: None,
@@ -206,7 +213,10 @@ impl StatusReport {
             level: plan.level,
             volumes,
             ecs: snapshot.ecs.as_ref().map(EcsStatusReport::from),
-            etcd: snapshot.etcd,
+            etcd: snapshot
+                .etcd
+                .as_ref()
+                .map(|v| EtcdStatus::new(v, plan.etcd.as_ref(), settings)),
             docker: None,
             plan: items,
             findings,
@@ -334,6 +344,9 @@ impl StatusReport {
             None => {
                 let _ = writeln!(out, "ecs: not connected");
             }
+        }
+        if let Some(etcd) = &self.etcd {
+            let _ = writeln!(out, "{}", etcd.line());
         }
         if self.plan.is_empty() {
             let _ = writeln!(out, "plan: nothing to do");

@@ -18,7 +18,7 @@ pub use fs::{FsStats, stat};
 pub use history::{History, Point};
 pub use model::{
     BuildCache, ContainerInfo, ContainerState, ContainerWrites, DrainingInstance,
-    ECS_CONTAINER_LABEL, EcsStatus, EcsView, EtcdView, ImageInfo, Inventory, KEEP_LABEL,
+    ECS_CONTAINER_LABEL, EcsStatus, EcsView, EtcdAlarm, EtcdView, ImageInfo, Inventory, KEEP_LABEL,
     TASK_ARN_LABEL, TASK_FAMILY_LABEL,
 };
 pub use mounts::{MountInfo, mount_of};

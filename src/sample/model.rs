@@ -203,10 +203,63 @@ pub struct DrainingInstance {
     pub draining: bool,
 }
 
-/// etcd's backend database against its quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// One alarm raised in the etcd cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EtcdAlarm {
+    /// The member that raised it (etcd prints member ids in hex; this is the number).
+    pub member_id: u64,
+    /// `NOSPACE`, `CORRUPT`.
+    pub alarm: String,
+}
+
+/// etcd as last read over its client URL: its backend against the quota, its alarms, or
+/// why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EtcdView {
-    pub db_bytes: u64,
-    pub quota_bytes: u64,
+    pub endpoint: String,
+    /// etcd answered at all (garbage included); `false`: refused, timed out, TLS failed.
+    pub reachable: bool,
+    /// Why the numbers are missing: down, or an answer that is not etcd's.
+    pub error: Option<String>,
+    pub db_bytes: Option<u64>,
+    /// Bytes of the db holding live data; the rest is free pages a defragment returns.
+    pub in_use_bytes: Option<u64>,
+    pub quota_bytes: Option<u64>,
+    /// A NOSPACE alarm is raised (by any member: the alarm is cluster-wide).
     pub alarm_nospace: bool,
+    pub alarms: Vec<EtcdAlarm>,
+    /// This member's id and the cluster's revision, when `/v3/maintenance/status` answered.
+    pub member_id: Option<u64>,
+    pub revision: Option<u64>,
+}
+
+impl EtcdView {
+    /// A view of an etcd that could not be read.
+    pub fn failed(endpoint: &str, reachable: bool, error: String) -> Self {
+        EtcdView {
+            endpoint: endpoint.to_owned(),
+            reachable,
+            error: Some(error),
+            db_bytes: None,
+            in_use_bytes: None,
+            quota_bytes: None,
+            alarm_nospace: false,
+            alarms: Vec::new(),
+            member_id: None,
+            revision: None,
+        }
+    }
+
+    /// The numbers were read.
+    pub fn is_readable(&self) -> bool {
+        self.error.is_none() && self.db_bytes.is_some()
+    }
+
+    /// db size over quota, in percent.
+    pub fn quota_used_percent(&self) -> Option<f64> {
+        match (self.db_bytes, self.quota_bytes) {
+            (Some(db), Some(quota)) if quota > 0 => Some(db as f64 * 100.0 / quota as f64),
+            _ => None,
+        }
+    }
 }

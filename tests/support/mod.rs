@@ -9,6 +9,7 @@
 // Each test binary uses only part of the harness (re-exports included).
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod client;
 pub mod cloudinit;
 pub mod cwpeer;
@@ -19,6 +20,8 @@ pub mod ecs_agent;
 pub mod ecs_cluster;
 pub mod ecs_world;
 pub mod etcd;
+pub mod etcd_cluster;
+pub mod etcd_fill;
 pub mod faultproxy;
 pub mod http_client;
 pub mod images;

@@ -51,10 +51,12 @@ fn snapshot(t: SystemTime, used_pct: f64, etcd_device: u64) -> Snapshot {
             generation: 1,
         }),
         etcd: Some(EtcdView {
-            db_bytes: 50,
-            quota_bytes: 100,
-            alarm_nospace: false,
-        }),
+            db_bytes: Some(50),
+            in_use_bytes: Some(20),
+            quota_bytes: Some(100),
+            ..EtcdView::failed("http://127.0.0.1:2379", true, String::new())
+        })
+        .map(|v| EtcdView { error: None, ..v }),
     }
 }
 

@@ -1,0 +1,232 @@
+//! Each check against a clean host: one change triggers exactly its finding, and its fix
+//! clears it again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::*;
+use crate::doctor::{FsFacts, IDS, UnitFacts};
+
+fn fs(device: u64, used_percent: u64, inodes_used_percent: u64) -> FsStats {
+    FsStats {
+        total_bytes: 100,
+        free_bytes: 100 - used_percent,
+        avail_bytes: 100 - used_percent,
+        total_inodes: 100,
+        free_inodes: 100 - inodes_used_percent,
+        device,
+    }
+}
+
+fn facts(path: &str, stats: FsStats) -> Option<FsFacts> {
+    Some(FsFacts {
+        path: PathBuf::from(path),
+        stats,
+    })
+}
+
+fn container(name: &str, tags: &[&str], max_size: Option<&str>) -> ContainerFacts {
+    ContainerFacts {
+        name: name.into(),
+        image: tags
+            .first()
+            .map_or("sha256:abc".to_owned(), |t| (*t).to_owned()),
+        image_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        log_driver: "json-file".into(),
+        log_options: max_size
+            .map(|m| BTreeMap::from([("max-size".to_owned(), m.to_owned())]))
+            .unwrap_or_default(),
+    }
+}
+
+/// A host with every good default: no finding.
+fn clean() -> Inputs {
+    Inputs {
+        daemon_json_path: "/etc/docker/daemon.json".into(),
+        daemon_json: Some(serde_json::json!({"log-opts": {"max-size": "10m"}})),
+        ecs_config_path: "/etc/ecs/ecs.config".into(),
+        ecs_config: Some(BTreeMap::from([
+            ("ECS_CLUSTER".to_owned(), "prod".to_owned()),
+            ("ECS_IMAGE_CLEANUP_INTERVAL".to_owned(), "10m".to_owned()),
+        ])),
+        docker_root: facts("/var/lib/docker", fs(2, 50, 50)),
+        root_fs: facts("/", fs(1, 85, 10)),
+        etcd_dir: facts("/var/lib/etcd", fs(3, 10, 10)),
+        containers: Some(vec![container(
+            "web",
+            &["repo/web:1.4.2", "repo/web:latest"],
+            Some("10m"),
+        )]),
+        unit_name: "diskguard.service".into(),
+        unit: Some(UnitFacts {
+            path: "/etc/systemd/system/diskguard.service".into(),
+            watchdog_sec: Some("30s".into()),
+        }),
+        not_checked: Vec::new(),
+    }
+}
+
+type Change = fn(&mut Inputs);
+
+#[test]
+fn a_clean_host_has_no_findings() {
+    assert_eq!(audit(&clean()), Vec::new());
+}
+
+#[test]
+fn each_finding_is_triggered_by_its_default_and_cleared_by_its_fix() {
+    let rows: Vec<(&str, Change, Change)> = vec![
+        (
+            "docker-log-no-max-size",
+            |i| i.daemon_json = None,
+            |i| {
+                i.daemon_json =
+                    Some(serde_json::json!({"log-opts": {"max-size": "10m", "max-file": "3"}}))
+            },
+        ),
+        (
+            "etcd-shares-docker-fs",
+            |i| i.etcd_dir = facts("/var/lib/docker/etcd", fs(2, 50, 50)),
+            |i| i.etcd_dir = facts("/var/lib/etcd", fs(3, 0, 0)),
+        ),
+        (
+            "docker-root-on-root-fs",
+            |i| i.docker_root = facts("/var/lib/docker", fs(1, 85, 10)),
+            |i| i.docker_root = facts("/var/lib/docker", fs(2, 85, 10)),
+        ),
+        (
+            "ecs-image-cleanup-defaults",
+            |i| {
+                i.ecs_config
+                    .as_mut()
+                    .map(|e| e.remove("ECS_IMAGE_CLEANUP_INTERVAL"));
+            },
+            |i| {
+                i.ecs_config
+                    .as_mut()
+                    .map(|e| e.insert("ECS_IMAGE_CLEANUP_INTERVAL".into(), "10m".into()));
+            },
+        ),
+        (
+            "ecs-image-cleanup-disabled",
+            |i| {
+                i.ecs_config
+                    .as_mut()
+                    .map(|e| e.insert("ECS_DISABLE_IMAGE_CLEANUP".into(), "true".into()));
+            },
+            |i| {
+                i.ecs_config
+                    .as_mut()
+                    .map(|e| e.remove("ECS_DISABLE_IMAGE_CLEANUP"));
+            },
+        ),
+        (
+            "ecs-prefer-cached",
+            |i| {
+                i.ecs_config
+                    .as_mut()
+                    .map(|e| e.insert("ECS_IMAGE_PULL_BEHAVIOR".into(), "prefer-cached".into()));
+            },
+            |i| {
+                i.ecs_config
+                    .as_mut()
+                    .map(|e| e.insert("ECS_IMAGE_PULL_BEHAVIOR".into(), "default".into()));
+            },
+        ),
+        (
+            "image-latest-only",
+            |i| {
+                i.containers.as_mut().expect("list").push(container(
+                    "cron",
+                    &["repo/cron:latest"],
+                    Some("10m"),
+                ))
+            },
+            |i| {
+                i.containers.as_mut().expect("list").pop();
+            },
+        ),
+        (
+            "container-log-no-limit",
+            |i| {
+                i.containers
+                    .as_mut()
+                    .expect("list")
+                    .push(container("chatty", &["repo/c:2"], None))
+            },
+            |i| {
+                i.containers.as_mut().expect("list")[1]
+                    .log_options
+                    .insert("max-size".into(), "10m".into())
+                    .map_or((), |_| ())
+            },
+        ),
+        (
+            "inode-headroom-low",
+            |i| i.docker_root = facts("/var/lib/docker", fs(2, 50, 95)),
+            |i| i.docker_root = facts("/var/lib/docker", fs(2, 50, 60)),
+        ),
+        (
+            "diskguard-unit-missing",
+            |i| i.unit = None,
+            |i| {
+                i.unit = Some(UnitFacts {
+                    path: "/etc/systemd/system/diskguard.service".into(),
+                    watchdog_sec: Some("30s".into()),
+                })
+            },
+        ),
+        (
+            "diskguard-unit-no-watchdog",
+            |i| i.unit.as_mut().expect("unit").watchdog_sec = None,
+            |i| i.unit.as_mut().expect("unit").watchdog_sec = Some("30s".into()),
+        ),
+    ];
+    let covered: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(covered, IDS, "one row per id, in order");
+    for (id, break_it, fix_it) in rows {
+        let mut inputs = clean();
+        break_it(&mut inputs);
+        let found: Vec<&str> = audit(&inputs).iter().map(|f| f.id).collect();
+        assert_eq!(found, vec![id], "triggering {id}");
+        let f = &audit(&inputs)[0];
+        assert!(
+            !f.problem.is_empty() && !f.fix.is_empty() && !f.fix.contains('\n'),
+            "{f:?}"
+        );
+        assert_eq!(f.docs, format!("docs/doctor.md#{id}"));
+        fix_it(&mut inputs);
+        assert_eq!(audit(&inputs), Vec::new(), "fixing {id}");
+    }
+}
+
+#[test]
+fn latest_means_the_tag_not_a_registry_port() {
+    assert!(only_latest(&container("a", &["repo/app:latest"], None)));
+    assert!(
+        only_latest(&container("a", &["repo/app"], None)),
+        "no tag reads as latest"
+    );
+    assert!(!only_latest(&container(
+        "a",
+        &["registry:5000/app:1.2"],
+        None
+    )));
+    assert!(only_latest(&container("a", &["registry:5000/app"], None)));
+    assert!(
+        !only_latest(&container("a", &["repo/app@sha256:abc"], None)),
+        "a digest pins it"
+    );
+}
+
+#[test]
+fn ecs_checks_need_an_ecs_config_and_a_watchdog_of_zero_is_off() {
+    let mut i = clean();
+    i.ecs_config = None;
+    assert!(
+        audit(&i).is_empty(),
+        "not an ECS host: nothing to say about the agent"
+    );
+    i.unit.as_mut().expect("unit").watchdog_sec = Some("0".into());
+    assert_eq!(audit(&i)[0].id, "diskguard-unit-no-watchdog");
+}
