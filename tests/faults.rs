@@ -204,7 +204,8 @@ fn tree(dir: &Path) -> BTreeSet<(PathBuf, u64, Option<SystemTime>)> {
 }
 
 /// Writes as root until the filesystem refuses: df's 100 % leaves the blocks reserved
-/// for root, and this takes those too, down to the last one.
+/// for root, and this takes those too, down to the last one. (statfs still counts
+/// ext4's own reserve for metadata, about 2 %, as free: nobody can write there.)
 fn fill_to_the_last_block(dir: &Path) {
     use std::io::Write;
     let path = dir.join("all-of-it");
