@@ -104,6 +104,9 @@ fn under_a_crash_loop_storm_a_pass_starts_and_the_first_image_is_deleted() {
             std::thread::sleep(Duration::from_millis(10));
         };
         let deleted = events.first_after("image", "delete", crossed, NEVER);
+        // The engine says `untag` when a removal begins and `delete` once the layers are
+        // gone from disk: the gap between them is the engine's own work.
+        let untagged = events.first_after("image", "untag", crossed, Duration::ZERO);
         stop.store(true, Ordering::Relaxed);
         let (started, line) = daemon.wait_for("reclaim pass started", NEVER);
         let Some(deleted) = deleted else {
@@ -129,8 +132,9 @@ fn under_a_crash_loop_storm_a_pass_starts_and_the_first_image_is_deleted() {
             loopers.load(Ordering::Relaxed)
         );
         println!(
-            "crossing → pass started {} ms, → first image delete {} ms ({line})",
+            "crossing → pass started {} ms, → first untag {} ms, → first image delete {} ms ({line})",
             ms(since(started)),
+            untagged.map_or(0, |u| ms(since(u.at))),
             ms(since(deleted.at))
         );
         assert!(
