@@ -524,7 +524,7 @@ fn without_imds_the_agent_runs_in_local_mode_names_the_host_and_stops_at_once() 
     let env = no_imds_env(&cw);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut daemon = Daemon::start_with(&cfg, &env);
-    daemon.wait_for("local mode", Duration::from_secs(20));
+    daemon.wait_for("staying in local mode", Duration::from_secs(20));
     let (_, line) = daemon.wait_for("publishing metrics to CloudWatch", Duration::from_secs(20));
     assert!(
         line.contains("\"Host\""),
@@ -535,6 +535,7 @@ fn without_imds_the_agent_runs_in_local_mode_names_the_host_and_stops_at_once() 
         "metrics go out without IMDS"
     );
     assert!(daemon.running());
+    assert_eq!(daemon.count("found this ECS container instance"), 0);
     let (took, _) = terminate(daemon, Duration::from_secs(2), None);
     println!("exit {} ms after SIGTERM", took.as_millis());
 
