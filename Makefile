@@ -1,5 +1,5 @@
 # The commands README.md starts with. `make test` is also what CI runs (.ci/run).
-.PHONY: run test deps lint packaging unit bench release test-release userdata
+.PHONY: run test deps lint packaging unit bench release test-release userdata soak footprint
 
 # Where `make test` puts the static release its install tests use.
 TEST_DIST ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/test-dist
@@ -46,3 +46,15 @@ unit:
 
 bench:
 	cargo bench --bench tick
+
+# About 20 minutes of random image and container churn against a private dockerd while
+# the agent reclaims; audits the engine's events, memory and `status` (not part of
+# `make test` or CI). DISKGUARD_SOAK_SECS=90 for a smoke run.
+soak: deps
+	AWS_EC2_METADATA_DISABLED=true cargo test --release --test soak -- --ignored --nocapture
+
+# diskguard's steady RSS and CPU next to node_exporter's, start to READY, binary size
+# (about 7 minutes; not part of `make test` or CI). DISKGUARD_FOOTPRINT_SECS shortens it.
+footprint: deps
+	scripts/bench-deps.sh
+	cargo test --release --test footprint -- --ignored --nocapture
