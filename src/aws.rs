@@ -38,8 +38,21 @@ fn imds() -> aws_config::imds::Client {
         .build()
 }
 
+/// `AWS_EC2_METADATA_DISABLED=true` turns IMDS off. aws-config honours it in its own
+/// region and credential providers only; a client built directly, as here, does not.
+fn imds_disabled() -> bool {
+    disabled_by(std::env::var("AWS_EC2_METADATA_DISABLED").ok().as_deref())
+}
+
+fn disabled_by(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
 /// This EC2 instance's id.
 pub async fn instance_id() -> Result<String, String> {
+    if imds_disabled() {
+        return Err("IMDS is turned off (AWS_EC2_METADATA_DISABLED=true)".into());
+    }
     let id = imds()
         .get("/latest/meta-data/instance-id")
         .await
@@ -61,6 +74,9 @@ pub enum Lifecycle {
 /// reads as in service: a metadata hiccup must not keep a recovered instance drained
 /// for ever, and the ECS status is checked at the same time.
 pub async fn target_lifecycle_state() -> Lifecycle {
+    if imds_disabled() {
+        return Lifecycle::InService;
+    }
     match imds()
         .get("/latest/meta-data/autoscaling/target-lifecycle-state")
         .await
@@ -80,6 +96,14 @@ fn lifecycle_of(state: &str) -> Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imds_is_off_only_when_the_variable_says_true() {
+        assert!(disabled_by(Some("true")));
+        assert!(disabled_by(Some("TRUE ")));
+        assert!(!disabled_by(Some("false")));
+        assert!(!disabled_by(None));
+    }
 
     #[test]
     fn only_in_service_keeps_an_instance_in_service() {

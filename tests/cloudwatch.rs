@@ -295,3 +295,43 @@ fn metrics_keep_their_cluster_name_while_ecs_cannot_be_read() {
     );
     d.stop();
 }
+
+#[test]
+fn imds_turned_off_is_never_asked_and_metrics_name_the_host() {
+    use support::imds::{Imds, InstanceIdentity};
+    // An IMDS on loopback that would answer: with AWS_EC2_METADATA_DISABLED=true nothing
+    // may ask it (nor the link-local address it stands for).
+    let imds = Imds::start(InstanceIdentity::new("i-0123456789abcdef0", "us-east-1"));
+    let peer = CwPeer::start();
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), "interval = \"2s\"");
+    let endpoint = peer.endpoint();
+    let imds_endpoint = imds.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds_endpoint.as_str()),
+    ];
+    let mut d = Daemon::start_with(&cfg, &env);
+    let (_, line) = d.wait_for("publishing metrics to CloudWatch", Duration::from_secs(20));
+    assert!(line.contains("Host"), "the host names the metrics: {line}");
+    let named = eventually(Duration::from_secs(20), || {
+        peer.list_metrics(NS).iter().any(|m| {
+            m["Dimensions"].as_array().is_some_and(|dims| {
+                dims.iter()
+                    .any(|x| x["Name"] == "Host" && x["Value"] == host().as_str())
+            })
+        })
+    });
+    assert!(named, "metrics with Host: {:#?}", peer.list_metrics(NS));
+    d.stop();
+    assert_eq!(
+        imds.token_requests() + imds.metadata_requests(),
+        0,
+        "IMDS was asked"
+    );
+}
