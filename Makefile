@@ -31,14 +31,14 @@ userdata:
 # CloudFormation, IAM (cfn-lint, parliament) and the CloudWatch test peer's self-test.
 packaging:
 	scripts/validate-packaging.sh
-	$${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}/bin/python tests/support/cw_proxy_selftest.py
+	$${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}/bin/python tests/support/aws/cw_proxy_selftest.py
 
 deps:
 	scripts/test-deps.sh
 
 lint:
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 # Pure tests only: no root, no peers, milliseconds.
 unit:

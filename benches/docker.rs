@@ -6,14 +6,13 @@
 //! 2. Inventory time with 1,000 images and 500 containers, cold (first read, every
 //!    image inspected once) and warm (the steady state every `inventory_interval`).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use diskguard_testkit as support;
 
 use std::io::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::images::{ContainerOpts, docker_ok, image_ids, import_image};
+use support::docker::images::{ContainerOpts, docker_ok, image_ids, import_image};
 use support::{Dockerd, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;
@@ -112,13 +111,13 @@ fn inventory_timing(d: &Dockerd, config: &std::path::Path) -> (usize, usize, Dur
     load_thousand_images(d);
     for i in 0..500 {
         // Created, never started: the cheapest real containers to make by the hundred.
-        support::images::create_container(
+        support::docker::images::create_container(
             d,
             &format!("bench/many{}:v1", i * 2),
             &ContainerOpts::named(&format!("c{i}")),
         );
     }
-    let (rt, _settings, source) = support::client::docker_source(config);
+    let (rt, _settings, source) = support::docker::client::docker_source(config);
     let t = Instant::now();
     let inv = rt.block_on(source.inventory(false)).expect("inventory");
     let cold = t.elapsed();

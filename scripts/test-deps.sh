@@ -94,7 +94,7 @@ fi
 
 # Python tools that share moto's venv: cfn-lint and parliament for
 # scripts/validate-packaging.sh, cbor2 (with moto's botocore) for the Smithy
-# RPC v2 CBOR proxy in tests/support/cw_proxy.py. Looked up by module name
+# RPC v2 CBOR proxy in tests/support/aws/cw_proxy.py. Looked up by module name
 # without importing, so the everything-present path stays fast.
 PY_PKGS=('cfn-lint>=1,<2' 'parliament>=1.6,<2' 'cbor2>=5.6,<7')
 PY_MODULES=(cfnlint parliament cbor2)

@@ -10,7 +10,7 @@
 #      dashboard body is valid JSON once !Sub is resolved, every metric it graphs or alarms on
 #      is a contract metric of diskguard's namespace (so a typo cannot pass), and a launch
 #      template's user data, !Sub resolved with sample values, passes the cloud-config checker
-#      (tests/support/cloud_config_check.py) and fits EC2's 16 KB.
+#      (tests/support/systemd/cloud_config_check.py) and fits EC2's 16 KB.
 # Prints one line per check; exits non-zero if any fails.
 # Run: scripts/validate-packaging.sh   (DISKGUARD_TEST_VENV overrides /opt/diskguard-test-venv)
 set -euo pipefail
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
 TEMPLATES=(packaging/cloudformation/diskguard.yaml packaging/cloudformation/diskguard-node.yaml)
 POLICY=packaging/iam/diskguard-policy.json
-CLOUD_CONFIG_CHECK=tests/support/cloud_config_check.py
+CLOUD_CONFIG_CHECK=tests/support/systemd/cloud_config_check.py
 
 for tool in cfn-lint parliament python; do
     if [[ ! -x $VENV/bin/$tool ]]; then

@@ -4,18 +4,18 @@
 //! "rescheduled" on node 2, then node 3, as ECS would. No canary may see ENOSPC, no disk
 //! may reach 100 %, and the task family must be named across the fleet.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use support::cwpeer::{CwPeer, eventually};
-use support::daemon::Daemon;
-use support::ecs_agent::{AgentMode, EcsAgent};
-use support::ecs_cluster::{MARK, aws_env};
-use support::ecs_world::EcsWorld;
-use support::images::{ContainerOpts, import_image, run_container};
-use support::watch::{PeakWatch, container_state};
+use support::aws::cwpeer::{CwPeer, eventually};
+use support::aws::ecs_agent::{AgentMode, EcsAgent};
+use support::aws::ecs_cluster::{MARK, aws_env};
+use support::aws::ecs_world::EcsWorld;
+use support::docker::images::{ContainerOpts, import_image, run_container};
+use support::fs::watch::{PeakWatch, container_state};
+use support::processes::daemon::Daemon;
 use support::{Dockerd, LoopFsOptions, Moto};
 
 const MIB: u64 = 1 << 20;

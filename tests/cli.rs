@@ -1,7 +1,7 @@
 //! The command line against real loop-mounted ext4 filesystems: `status`, `check`,
 //! `config` and exit codes.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

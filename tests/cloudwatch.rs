@@ -2,14 +2,14 @@
 //! what was on disk is what reads back, one call per interval, outages buffered, the
 //! final flush on SIGTERM.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use support::LoopFs;
-use support::cwpeer::{CwPeer, eventually};
-use support::daemon::Daemon;
+use support::aws::cwpeer::{CwPeer, eventually};
+use support::processes::daemon::Daemon;
 
 const NS: &str = "DiskGuardTest";
 
@@ -242,7 +242,7 @@ fn sigterm_flushes_the_current_interval_within_two_seconds() {
 
 #[test]
 fn metrics_keep_their_cluster_name_while_ecs_cannot_be_read() {
-    use support::ecs_agent::{AgentMode, EcsAgent};
+    use support::aws::ecs_agent::{AgentMode, EcsAgent};
     // The ECS agent names the cluster; the ECS API itself never answers.
     let agent = EcsAgent::start(AgentMode::healthy(
         "prod",
@@ -264,7 +264,7 @@ fn metrics_keep_their_cluster_name_while_ecs_cannot_be_read() {
         ),
     )
     .expect("write config");
-    let closed = format!("http://127.0.0.1:{}", support::peer::free_port());
+    let closed = format!("http://127.0.0.1:{}", support::processes::peer::free_port());
     let endpoint = peer.endpoint();
     let env = [
         ("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint.as_str()),
@@ -298,7 +298,7 @@ fn metrics_keep_their_cluster_name_while_ecs_cannot_be_read() {
 
 #[test]
 fn imds_turned_off_is_never_asked_and_metrics_name_the_host() {
-    use support::imds::{Imds, InstanceIdentity};
+    use support::aws::imds::{Imds, InstanceIdentity};
     // An IMDS on loopback that would answer: with AWS_EC2_METADATA_DISABLED=true nothing
     // may ask it (nor the link-local address it stands for).
     let imds = Imds::start(InstanceIdentity::new("i-0123456789abcdef0", "us-east-1"));

@@ -1,7 +1,7 @@
 //! `diskguard run` under a real notify socket: READY, STATUS on change, WATCHDOG at half
 //! of WATCHDOG_USEC, STOPPING on SIGTERM, and a clean exit.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};

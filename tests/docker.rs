@@ -1,15 +1,15 @@
 //! Reclaim against a real, private dockerd whose data root is a loop-mounted ext4.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::docker_world::{MIB, World, diskguard, exists, lines_with, used_percent, world};
-use support::images::{
+use support::docker::images::{
     ContainerOpts, create_container, docker_ok, image_ids, import_image, run_container,
     run_exited_container,
 };
+use support::docker::world::{MIB, World, diskguard, exists, lines_with, used_percent, world};
 
 /// The scene of the issue: 30 images used in a known order, every protection, dangling
 /// images, and a disk at 85 %.
@@ -158,7 +158,7 @@ fn image_that_becomes_in_use_between_plan_and_act_is_skipped_and_counted() {
         .expect("loop fs")
         .fill_to_used_percent(85.0);
 
-    let (rt, settings, source) = support::client::docker_source(&w.config);
+    let (rt, settings, source) = support::docker::client::docker_source(&w.config);
     let inventory = rt.block_on(source.inventory(false)).expect("inventory");
     let stats = diskguard::sample::stat(w.d.data_root()).expect("statvfs");
     let steps = plan_reclaim(
@@ -225,7 +225,7 @@ fn multi_tagged_image_is_removed_once_by_id() {
     let id = import_image(&w.d, "multi:a", 2 * MIB);
     docker_ok(&w.d, &["tag", "multi:a", "multi:b"]);
     docker_ok(&w.d, &["tag", "multi:a", "other/multi:c"]);
-    let (rt, _settings, source) = support::client::docker_source(&w.config);
+    let (rt, _settings, source) = support::docker::client::docker_source(&w.config);
     let inventory = rt.block_on(source.inventory(false)).expect("inventory");
     let image = inventory
         .images

@@ -1,16 +1,16 @@
 //! The daemon against a real, private dockerd: it reacts to a filling disk, names what
 //! filled it, survives dockerd dying mid-pass, and in observe mode removes nothing.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use support::daemon::Daemon;
-use support::images::{ContainerOpts, image_ids, import_image, run_container};
-use support::loopfs::fs_usage;
-use support::slowsock::SlowSocket;
+use support::docker::images::{ContainerOpts, image_ids, import_image, run_container};
+use support::docker::slowsock::SlowSocket;
+use support::fs::loopfs::fs_usage;
+use support::processes::daemon::Daemon;
 use support::{Dockerd, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;

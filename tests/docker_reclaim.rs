@@ -2,19 +2,19 @@
 //! removal, an item the engine keeps failing, images known only by digest, stopped
 //! containers' real sizes, and images past their maximum unused age.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::daemon::Daemon;
-use support::docker_world::{MIB, diskguard, exists, lines_with, used_percent, world};
-use support::images::{
+use support::docker::images::{
     ContainerOpts, docker_ok, image_ids, import_image, run_container, run_exited_container,
 };
-use support::registry::Registry;
-use support::slowsock::{Action, SlowSocket};
+use support::docker::registry::Registry;
+use support::docker::slowsock::{Action, SlowSocket};
+use support::docker::world::{MIB, diskguard, exists, lines_with, used_percent, world};
+use support::processes::daemon::Daemon;
 
 fn image_of(d: &support::Dockerd, reference: &str) -> Option<String> {
     let out = d
@@ -55,7 +55,7 @@ fn a_tag_moved_to_another_image_during_removal_is_left_alone() {
     let text = std::fs::read_to_string(&w.config).expect("config");
     std::fs::write(&cfg, text.replace(&w.d.docker_host(), &hook.docker_host())).expect("write");
 
-    let (rt, _settings, source) = support::client::docker_source(&cfg);
+    let (rt, _settings, source) = support::docker::client::docker_source(&cfg);
     let step = diskguard::policy::ReclaimStep {
         rung: diskguard::policy::Rung::UnusedImage,
         id: old.clone(),

@@ -2,13 +2,13 @@
 //! or on two; and every finding triggered by its bad default and cleared by applying its
 //! own one-line fix — files, loop filesystems and a private dockerd, all real.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::images::{docker_ok, import_image};
+use support::docker::images::{docker_ok, import_image};
 use support::{Dockerd, LoopFs, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;

@@ -1,7 +1,7 @@
 //! Drain and undrain against moto's ECS, with the ECS agent's introspection API and IMDS
 //! served by small local servers in their documented formats.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -9,11 +9,13 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use support::LoopFs;
-use support::daemon::Daemon;
-use support::ecs_agent::AgentMode;
-use support::ecs_cluster::{Cluster, MARK, aws_env, aws_env_with_imds, cluster, config, daemon};
-use support::ecs_world::REGION;
-use support::faultproxy::{Fault, FaultProxy};
+use support::aws::ecs_agent::AgentMode;
+use support::aws::ecs_cluster::{
+    Cluster, MARK, aws_env, aws_env_with_imds, cluster, config, daemon,
+};
+use support::aws::ecs_world::REGION;
+use support::aws::faultproxy::{Fault, FaultProxy};
+use support::processes::daemon::Daemon;
 
 #[test]
 fn drains_past_90_percent_and_gives_back_after_recovery() {
@@ -111,7 +113,7 @@ fn a_steady_fill_drains_before_90_percent() {
         f.sync_all().expect("sync");
         std::thread::sleep(Duration::from_millis(500));
     }
-    let used = support::loopfs::fs_usage(fs.path()).used_percent();
+    let used = support::fs::loopfs::fs_usage(fs.path()).used_percent();
     assert!(
         used < 90.0,
         "drained by the forecast, before the threshold: {used:.1}%"
@@ -347,7 +349,7 @@ fn drain_and_undrain_by_hand_obey_ownership_unless_forced() {
 
 #[test]
 fn without_introspection_the_instance_is_found_from_the_cluster_and_imds() {
-    use support::imds::{Imds, InstanceIdentity};
+    use support::aws::imds::{Imds, InstanceIdentity};
     let c = cluster(3);
     c.agent.set_mode(AgentMode::Refuse);
     let me = c.world.members()[0].clone();

@@ -2,15 +2,15 @@
 //! it out of service (`autoscaling/target-lifecycle-state`), against moto's ECS with the
 //! ECS agent's introspection API and IMDS served in their documented formats.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::time::Duration;
 
 use support::LoopFs;
-use support::daemon::Daemon;
-use support::ecs_cluster::{Cluster, aws_env_with_imds, cluster, config};
-use support::ecs_world::REGION;
-use support::imds::{Imds, InstanceIdentity};
+use support::aws::ecs_cluster::{Cluster, aws_env_with_imds, cluster, config};
+use support::aws::ecs_world::REGION;
+use support::aws::imds::{Imds, InstanceIdentity};
+use support::processes::daemon::Daemon;
 
 /// A cluster, IMDS answering the lifecycle state `lifecycle` (or 404), and diskguard
 /// having drained this instance past 90 %.

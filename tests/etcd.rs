@@ -2,16 +2,16 @@
 //! until NOSPACE: what `status`, `check` and CloudWatch say, that maintenance off changes
 //! nothing in etcd, and that maintenance on makes etcd writable again within 30 s.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
-use support::cwpeer::CwPeer;
-use support::daemon::Daemon;
-use support::etcd_fill::{alarms, delete_fill, fill_until_nospace, put, revision};
+use support::aws::cwpeer::CwPeer;
+use support::etcd::fill::{alarms, delete_fill, fill_until_nospace, put, revision};
+use support::processes::daemon::Daemon;
 use support::{Etcd, LoopFs};
 
 const QUOTA: u64 = 16 * 1024 * 1024;
@@ -153,7 +153,7 @@ fn nospace_shows_in_status_check_and_cloudwatch_and_maintenance_off_changes_noth
 
 #[test]
 fn maintenance_compacts_defragments_and_disarms_and_a_write_succeeds_within_30_seconds() {
-    let etcd = Etcd::with(&support::etcd::EtcdOptions {
+    let etcd = Etcd::with(&support::etcd::member::EtcdOptions {
         quota: QUOTA,
         info_log: true,
         ..Default::default()

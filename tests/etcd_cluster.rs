@@ -2,15 +2,15 @@
 //! three-member etcd cluster: never two defragments at once (read from etcd's own logs),
 //! and none while the third member is down.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::LoopFs;
-use support::daemon::Daemon;
-use support::etcd_cluster::{Defrag, EtcdCluster};
-use support::etcd_fill::{delete_fill, fill_to_percent};
+use support::etcd::cluster::{Defrag, EtcdCluster};
+use support::etcd::fill::{delete_fill, fill_to_percent};
+use support::processes::daemon::Daemon;
 
 const QUOTA: u64 = 16 * 1024 * 1024;
 

@@ -2,7 +2,7 @@
 //! disk fills: one clear log line per change of etcd's state, `status` saying which,
 //! and the Docker reclaim going on as if etcd were not there.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::Path;
 use std::process::Command;
@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::daemon::Daemon;
-use support::images::{image_ids, import_image};
-use support::mockhttp::{Reply, Response, Server};
+use support::docker::images::{image_ids, import_image};
+use support::network::mockhttp::{Reply, Response, Server};
+use support::processes::daemon::Daemon;
 use support::{Dockerd, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;

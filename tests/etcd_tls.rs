@@ -2,17 +2,17 @@
 //! openssl CLI): NOSPACE in `status` and `check`, maintenance making etcd writable again,
 //! and a client certificate from another CA refused and said so.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::certs::Certs;
-use support::daemon::Daemon;
-use support::etcd::EtcdOptions;
-use support::etcd_fill::{alarms, delete_fill, fill_until_nospace, put};
+use support::etcd::fill::{alarms, delete_fill, fill_until_nospace, put};
+use support::etcd::member::EtcdOptions;
+use support::network::certs::Certs;
+use support::processes::daemon::Daemon;
 use support::{Etcd, LoopFs};
 
 const QUOTA: u64 = 16 * 1024 * 1024;

@@ -2,15 +2,15 @@
 //! at ~100 MB/s is stopped and removed before the disk is full, while a canary keeps
 //! writing; the ECS agent, pause, protected and kept containers are never the one.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::daemon::Daemon;
-use support::docker_world::{MIB, World, world};
-use support::images::{ContainerOpts, import_image, run_container};
-use support::watch::{PeakWatch, container_state};
+use support::docker::images::{ContainerOpts, import_image, run_container};
+use support::docker::world::{MIB, World, world};
+use support::fs::watch::{PeakWatch, container_state};
+use support::processes::daemon::Daemon;
 
 /// ~100 MB/s into the container's own layer: 5 MiB with dd, a 50 ms pause, again.
 const FAST_WRITER: &str = "i=0; while true; do dd if=/dev/zero of=/w$i bs=1M count=5 2>/dev/null; i=$((i+1)); usleep 50000; done";

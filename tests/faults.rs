@@ -4,7 +4,7 @@
 //! SIGTERM in the middle of a reclaim pass. The agent must keep sampling, keep feeding
 //! the watchdog, keep answering `status`, lose or repeat no metric, and stop at once.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,16 +14,16 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use support::cwpeer::{CwPeer, eventually};
-use support::daemon::Daemon;
-use support::ecs_agent::{AgentMode, EcsAgent};
-use support::ecs_world::{EcsWorld, REGION};
-use support::faultproxy::{Fault, FaultProxy};
-use support::images::import_image;
-use support::notify::NotifySocket;
-use support::procstat::wait_exit;
-use support::slowsock::SlowSocket;
-use support::stallsock::StallSocket;
+use support::aws::cwpeer::{CwPeer, eventually};
+use support::aws::ecs_agent::{AgentMode, EcsAgent};
+use support::aws::ecs_world::{EcsWorld, REGION};
+use support::aws::faultproxy::{Fault, FaultProxy};
+use support::docker::images::import_image;
+use support::docker::slowsock::SlowSocket;
+use support::docker::stallsock::StallSocket;
+use support::processes::daemon::Daemon;
+use support::processes::notify::NotifySocket;
+use support::processes::procstat::wait_exit;
 use support::{Dockerd, LoopFs, LoopFsOptions, Moto};
 
 const MIB: u64 = 1 << 20;

@@ -3,15 +3,15 @@
 //! drains, the other four count a suppression; one pushed past `critical` drains too.
 //! Run five times.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use support::daemon::Daemon;
-use support::ecs_agent::{AgentMode, EcsAgent};
-use support::ecs_cluster::{MARK, aws_env};
-use support::ecs_world::EcsWorld;
+use support::aws::ecs_agent::{AgentMode, EcsAgent};
+use support::aws::ecs_cluster::{MARK, aws_env};
+use support::aws::ecs_world::EcsWorld;
+use support::processes::daemon::Daemon;
 use support::{LoopFs, Moto};
 
 /// Log lines by which an instance says it counted a suppression.

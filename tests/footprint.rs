@@ -9,22 +9,22 @@
 //! `DISKGUARD_FOOTPRINT_SECS` sets the measured window (default 300), after a warm-up of
 //! a quarter of it (at most 60 s).
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use support::cwpeer::CwPeer;
-use support::ecs_agent::{AgentMode, EcsAgent};
-use support::ecs_world::{EcsWorld, REGION};
-use support::http_client::http_tcp;
-use support::images::{ContainerOpts, import_image, run_container};
-use support::imds::{Imds, InstanceIdentity};
-use support::notify::NotifySocket;
-use support::peer::free_port;
-use support::procstat::{cpu_time, peak_rss_kib, rss_kib, status_kib, threads};
+use support::aws::cwpeer::CwPeer;
+use support::aws::ecs_agent::{AgentMode, EcsAgent};
+use support::aws::ecs_world::{EcsWorld, REGION};
+use support::aws::imds::{Imds, InstanceIdentity};
+use support::docker::images::{ContainerOpts, import_image, run_container};
+use support::network::http_client::http_tcp;
+use support::processes::notify::NotifySocket;
+use support::processes::peer::free_port;
+use support::processes::procstat::{cpu_time, peak_rss_kib, rss_kib, status_kib, threads};
 use support::{Dockerd, LoopFsOptions, Moto};
 
 const NODE_EXPORTER: &str = "/usr/bin/prometheus-node-exporter";

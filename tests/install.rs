@@ -2,15 +2,15 @@
 //! dockerd): user data applied as coreos-cloudinit / Ignition would, the install oneshot
 //! downloading the release tarball from a loopback server and checking its sha256, and
 //! diskguard.service behaving as its unit says — READY and STATUS=, the watchdog, exit 78
-//! without a restart loop, a quick stop, structured journal fields. See `support::node`
+//! without a restart loop, a quick stop, structured journal fields. See `support::systemd::node`
 //! for what the node is and why nothing leaves the machine.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::node::{SETTLE, Serve, World, wait_running};
+use support::systemd::node::{SETTLE, Serve, World, wait_running};
 
 /// `systemctl stop` must come back within this (the limit).
 const STOP_LIMIT: Duration = Duration::from_secs(2);

@@ -1,7 +1,7 @@
 //! Logs reach a real systemd-journald with their structured fields when stderr is the
 //! journal (`JOURNAL_STREAM` names it), and nothing is written to stderr then.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::LoopFs;
-use support::peer::{Bin, PeerProcess, binary, temp_dir};
+use support::processes::peer::{Bin, PeerProcess, binary, temp_dir};
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 

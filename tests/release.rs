@@ -2,16 +2,16 @@
 //! the tarball's contents and checksum, the static binary alone in an empty image, and the
 //! sysext's layout, listed from the squashfs itself.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::Path;
 use std::process::Command;
 
 use support::Dockerd;
-use support::images::docker_ok;
-use support::loopfs::LoopFsOptions;
-use support::peer::{Bin, binary, run_ok, run_raw, temp_dir};
-use support::release::artifacts;
+use support::docker::images::docker_ok;
+use support::fs::loopfs::LoopFsOptions;
+use support::processes::peer::{Bin, binary, run_ok, run_raw, temp_dir};
+use support::systemd::release::artifacts;
 
 fn repo(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);

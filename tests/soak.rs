@@ -9,7 +9,7 @@
 //! `DISKGUARD_SOAK_SECS` sets the length (default 1200; 60–120 for a smoke run),
 //! `DISKGUARD_SOAK_SEED` the workload's random seed (printed either way).
 
-mod support;
+use diskguard_testkit as support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use support::daemon::Daemon;
-use support::engine_events::{EngineEvent, EngineEvents};
-use support::images::import_image;
-use support::loopfs::fs_usage;
-use support::procstat::{rss_kib, threads};
+use support::docker::events::{EngineEvent, EngineEvents};
+use support::docker::images::import_image;
+use support::fs::loopfs::fs_usage;
+use support::processes::daemon::Daemon;
+use support::processes::procstat::{rss_kib, threads};
 use support::{Dockerd, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;

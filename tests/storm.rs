@@ -6,16 +6,16 @@
 //! the first image delete must come — the latency is printed (the 1.5 s goal is measured
 //! in BENCHMARKS.md); the test's bound only catches "never".
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use support::daemon::Daemon;
-use support::engine_events::EngineEvents;
-use support::images::{ContainerOpts, docker_ok, import_image, run_container};
-use support::loopfs::fs_usage;
+use support::docker::events::EngineEvents;
+use support::docker::images::{ContainerOpts, docker_ok, import_image, run_container};
+use support::fs::loopfs::fs_usage;
+use support::processes::daemon::Daemon;
 use support::{Dockerd, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;
@@ -80,7 +80,7 @@ fn under_a_crash_loop_storm_a_pass_starts_and_the_first_image_is_deleted() {
             }
         });
         let storm_began = SystemTime::now();
-        support::peer::wait_until("the storm to start", Duration::from_secs(30), || {
+        support::processes::peer::wait_until("the storm to start", Duration::from_secs(30), || {
             (events.count("container", "die") >= 10).then_some(())
         });
 

@@ -8,10 +8,10 @@
 //! /var/lib/extensions/diskguard, because a container has no loop devices to mount the .raw
 //! (systemd-sysext merges a directory exactly as it merges a mounted image).
 
-mod support;
+use diskguard_testkit as support;
 
-use support::node::{Serve, TEST_CONFIG, World, wait_running};
-use support::peer::{Bin, binary, run_ok, temp_dir};
+use support::processes::peer::{Bin, binary, run_ok, temp_dir};
+use support::systemd::node::{Serve, TEST_CONFIG, World, wait_running};
 
 const FLATCAR_OS_RELEASE: &str = "NAME=\"Flatcar Container Linux by Kinvolk\"\nID=flatcar\nVERSION_ID=4081.2.0\nSYSEXT_LEVEL=1.0\n";
 

@@ -5,14 +5,14 @@
 //! requires to exist: each check runs in a private mount namespace with a tmpfs on /opt
 //! holding this build's binary and the install script, so the host's /opt is untouched.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::cloudinit::yaml_to_json;
-use support::peer::{Bin, binary, run_raw, temp_dir};
+use support::processes::peer::{Bin, binary, run_raw, temp_dir};
+use support::systemd::cloudinit::yaml_to_json;
 
 const MAX_EXPOSURE: f64 = 2.0;
 

@@ -3,13 +3,13 @@
 //! fixture of each kind), the rendered Ignition passes `ignition-validate`, config-like
 //! mistakes exit 78, and the checked-in examples are the command's own output.
 
-mod support;
+use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::cloudinit::yaml_to_json;
-use support::peer::{Bin, binary, run_raw, temp_dir, test_venv};
+use support::processes::peer::{Bin, binary, run_raw, temp_dir, test_venv};
+use support::systemd::cloudinit::yaml_to_json;
 
 const SHA: &str = "9f2c4e1b7a3d5f60817263544536271809a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4";
 const URL: &str = "https://releases.example.com/diskguard/diskguard.tar.gz";
@@ -62,7 +62,7 @@ fn cloud_config_check(path: &Path) -> (bool, String) {
     );
     let out = run_raw(
         Command::new(python)
-            .arg(repo("tests/support/cloud_config_check.py"))
+            .arg(repo("tests/support/systemd/cloud_config_check.py"))
             .arg(path),
     );
     (

@@ -1,0 +1,115 @@
+//! `diskguard run` as a child process, its stderr read line by line and each line stamped
+//! on arrival, so tests can wait for what the daemon says and measure when it said it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    lines: Receiver<(SystemTime, String)>,
+    /// Every line read so far, for assertions and failure messages.
+    pub seen: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(config: &Path) -> Daemon {
+        Daemon::start_with(config, &[])
+    }
+
+    /// With extra environment (AWS endpoints, NOTIFY_SOCKET …).
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(crate::processes::diskguard_bin());
+        cmd.arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("DISKGUARD_LOG", "info")
+            // Never probe the real link-local IMDS address from a test; tests that need
+            // IMDS serve it locally and turn this back off.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("diskguard starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send((SystemTime::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The first line from now on containing `needle`, with its arrival time.
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> (SystemTime, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return (at, line);
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {limit:?}; the daemon said:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Reads whatever arrives for `d` (to count lines afterwards).
+    pub fn drain_for(&mut self, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok((_, line)) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
+    /// SIGTERM, and the exit code must be 0.
+    pub fn stop(mut self) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        let status = self.child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "diskguard exit after SIGTERM");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
