@@ -7,7 +7,9 @@
 //! also start to READY and the stripped binary sizes. Prints a table for BENCHMARKS.md.
 //!
 //! `DISKGUARD_FOOTPRINT_SECS` sets the measured window (default 300), after a warm-up of
-//! a quarter of it (at most 60 s).
+//! a quarter of it (at most 60 s). `DISKGUARD_FOOTPRINT_BIN` names the diskguard binary to
+//! measure (`make footprint` passes the static release it builds, the binary that ships);
+//! without it, the test measures the release build cargo made for it.
 
 use diskguard_testkit as support;
 
@@ -93,6 +95,13 @@ fn stripped_size(binary: &Path, dir: &Path) -> u64 {
     std::fs::metadata(&copy).expect("stat").len()
 }
 
+/// The binary measured: `DISKGUARD_FOOTPRINT_BIN`, or the one cargo built for this test.
+fn diskguard_binary() -> PathBuf {
+    std::env::var_os("DISKGUARD_FOOTPRINT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_diskguard")))
+}
+
 struct Agent {
     child: Child,
     ready_after: Duration,
@@ -102,7 +111,7 @@ fn start_diskguard(config: &Path, env: &[(&str, String)], log: &Path) -> Agent {
     let notify = NotifySocket::bind();
     let log = std::fs::File::create(log).expect("log file");
     let started = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskguard"));
+    let mut cmd = Command::new(diskguard_binary());
     cmd.arg("--config")
         .arg(config)
         .arg("run")
@@ -280,7 +289,7 @@ fn footprint_next_to_node_exporter() {
         stop_scraping.store(true, Ordering::Relaxed);
         let bin = tmp.path().join("bin");
         std::fs::create_dir(&bin).expect("mkdir");
-        let dg_size = stripped_size(Path::new(env!("CARGO_BIN_EXE_diskguard")), &bin);
+        let dg_size = stripped_size(&diskguard_binary(), &bin);
         let ne_size = std::fs::metadata(NODE_EXPORTER).expect("stat").len();
         readies.sort_unstable();
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -291,6 +300,7 @@ fn footprint_next_to_node_exporter() {
             scrapes.load(Ordering::Relaxed),
             cw.calls("PutMetricData")
         );
+        println!("diskguard binary: {}", diskguard_binary().display());
         println!("| | diskguard run | node_exporter (filesystem only) |");
         println!("|---|---|---|");
         println!(
