@@ -3,21 +3,13 @@
 
 use diskguard_testkit as support;
 
+use support::processes::cli::{diskguard, status_json};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 use support::{LoopFs, LoopFsOptions};
-
-fn diskguard(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diskguard"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("DISKGUARD_CONFIG")
-        .output()
-        .expect("the diskguard binary runs")
-}
 
 /// A config that watches `docker_root` only (etcd off, so the host's /var/lib/etcd does
 /// not leak into the test).
@@ -33,17 +25,6 @@ fn config_for(dir: &Path, docker_root: &Path, extra: &str) -> PathBuf {
     )
     .expect("write config");
     path
-}
-
-fn status_json(config: &Path) -> Value {
-    let out = diskguard(config, &["status", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "status failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
 }
 
 #[test]

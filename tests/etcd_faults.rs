@@ -4,7 +4,8 @@
 
 use diskguard_testkit as support;
 
-use std::path::Path;
+use support::processes::cli::status_json;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +17,6 @@ use support::processes::daemon::Daemon;
 use support::{Dockerd, LoopFsOptions};
 
 const MIB: u64 = 1 << 20;
-
-fn status_json(config: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_diskguard"))
-        .arg("--config")
-        .arg(config)
-        .args(["status", "--json"])
-        .output()
-        .expect("diskguard runs");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
 
 #[test]
 fn etcd_down_or_garbage_is_logged_once_per_change_and_docker_reclaim_goes_on() {

@@ -4,8 +4,9 @@
 
 use diskguard_testkit as support;
 
+use support::processes::cli::{diskguard, status_json};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -44,27 +45,6 @@ fn config(
     )
     .expect("config");
     path
-}
-
-fn diskguard(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diskguard"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("DISKGUARD_CONFIG")
-        .output()
-        .expect("diskguard runs")
-}
-
-fn status_json(config: &Path) -> Value {
-    let out = diskguard(config, &["status", "--json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 #[test]

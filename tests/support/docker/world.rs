@@ -1,7 +1,7 @@
 //! A private dockerd on a loop-mounted ext4, a diskguard config pointing at it, and the
 //! small readers the Docker tests share (`prune` output lines, usage after a sync).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use crate::fs::loopfs::fs_usage;
@@ -39,14 +39,7 @@ pub fn world(mib: u64, extra: &str) -> World {
     }
 }
 
-pub fn diskguard(config: &Path, args: &[&str]) -> Output {
-    Command::new(crate::processes::diskguard_bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("diskguard runs")
-}
+pub use crate::processes::cli::diskguard;
 
 /// `word rung id name bytes` lines of `prune` output → (rung, id) for lines starting `word`.
 pub fn lines_with(out: &Output, word: &str) -> Vec<(String, String)> {

@@ -1,6 +1,7 @@
 //! Peer processes under guards, the diskguard daemon, /proc readings, notify sockets,
 //! and cleanup after test processes that died.
 
+pub mod cli;
 pub mod daemon;
 pub mod leftovers;
 pub mod notify;
