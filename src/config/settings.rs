@@ -133,7 +133,7 @@ pub struct EtcdSettings {
     pub quota_warn_percent: f64,
     /// Compact, defragment and disarm NOSPACE when the quota fills (off: only report).
     pub maintenance: bool,
-    /// How often etcd is read (design.md's cadence: 15 s).
+    /// How often etcd is read (every 15 s by default, docs/configuration.md).
     pub interval: Duration,
 }
 
@@ -204,7 +204,7 @@ pub struct PrometheusSettings {
 
 impl Default for Settings {
     fn default() -> Self {
-        // The defaults are the contract in design.md; an empty file must give exactly these.
+        // The defaults are a contract (docs/configuration.md); an empty file must give exactly these.
         Settings::from_raw(RawConfig::default()).expect("the built-in defaults are valid")
     }
 }

@@ -1,7 +1,7 @@
-//! The CloudWatch metric catalogue (contract: design.md) and its aggregation: every
-//! sample of the 1 s loop goes into a statistic set, and each interval closes into a
-//! batch of datums. Pure: no clock reads, no I/O — the loop feeds it, the CloudWatch
-//! actor sends what it closes.
+//! The CloudWatch metric catalogue (a contract: README, "CloudWatch metrics") and its
+//! aggregation: every sample of the 1 s loop goes into a statistic set, and each interval
+//! closes into a batch of datums. Pure: no clock reads, no I/O — the loop feeds it, the
+//! CloudWatch actor sends what it closes.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

@@ -21,7 +21,7 @@ pub fn local_mode_reason(settings: &Settings) -> String {
     format!("local mode: {why}; watching the disks and reclaiming through the local Docker")
 }
 
-/// `status --json`. Fields named in design.md are a contract; others may be added.
+/// `status --json`. Fields the README lists (Commands, etcd, Draining) are a contract; others may be added.
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub version: &'static str,
