@@ -12,8 +12,8 @@
 use diskguard_testkit as support;
 
 use std::time::Duration;
-use support::processes::peer::{Bin, binary, run_ok, temp_dir};
 
+use support::processes::peer::{Bin, binary, run_ok, temp_dir};
 use support::systemd::container::SystemdContainer;
 use support::systemd::node::{SETTLE, Serve, TEST_CONFIG, World, wait_running};
 
