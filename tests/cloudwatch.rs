@@ -129,23 +129,7 @@ fn what_was_on_disk_reads_back_with_one_call_per_interval() {
     );
 
     // Dimensions as specified: Volume on volume metrics, none on the instance ones.
-    // (moto lists a metric once per datum put; a set counts each once.)
-    let metrics: std::collections::BTreeSet<(String, Vec<String>)> = peer
-        .list_metrics(NS)
-        .iter()
-        .map(|m| {
-            let dims = m["Dimensions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d["Name"].as_str().map(str::to_owned))
-                .collect();
-            (
-                m["MetricName"].as_str().unwrap_or_default().to_owned(),
-                dims,
-            )
-        })
-        .collect();
+    let metrics = peer.metric_dimensions(NS);
     let dims_of = |name: &str| -> Vec<Vec<String>> {
         metrics
             .iter()

@@ -487,25 +487,6 @@ fn no_imds_env(cw: &CwPeer) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Metric names with their dimension names, each once.
-fn metric_dimensions(cw: &CwPeer) -> BTreeSet<(String, Vec<String>)> {
-    cw.list_metrics(NS)
-        .iter()
-        .map(|m| {
-            let dims = m["Dimensions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d["Name"].as_str().map(str::to_owned))
-                .collect();
-            (
-                m["MetricName"].as_str().unwrap_or_default().to_owned(),
-                dims,
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn without_imds_the_agent_runs_in_local_mode_names_the_host_and_stops_at_once() {
     let cw = CwPeer::start();
@@ -539,7 +520,7 @@ fn without_imds_the_agent_runs_in_local_mode_names_the_host_and_stops_at_once() 
     let (took, _) = terminate(daemon, Duration::from_secs(2), None);
     println!("exit {} ms after SIGTERM", took.as_millis());
 
-    let metrics = metric_dimensions(&cw);
+    let metrics = cw.metric_dimensions(NS);
     assert!(
         metrics
             .iter()
@@ -596,12 +577,12 @@ fn without_imds_an_introspected_identity_names_the_cluster_and_the_host() {
             .is_empty()
         }),
         "metrics carry ClusterName and Host: {:#?}",
-        metric_dimensions(&cw)
+        cw.metric_dimensions(NS)
     );
     let (took, _) = terminate(daemon, Duration::from_secs(2), None);
     println!("exit {} ms after SIGTERM", took.as_millis());
     assert!(
-        metric_dimensions(&cw)
+        cw.metric_dimensions(NS)
             .iter()
             .all(|(_, d)| !d.iter().any(|n| n == "InstanceId")),
         "no InstanceId without IMDS"

@@ -78,6 +78,14 @@ fn claims(list: &[(&str, &str)], instances: u32) -> Event {
 }
 
 /// A machine that has read its first view (generation 1, ACTIVE, no mark).
+/// What a drain the budget holds back does: counted, and said with the count it read.
+fn suppressed(draining: u32, allowed: u32) -> Vec<Effect> {
+    vec![
+        Effect::CountSuppressed,
+        Effect::Say(Note::Suppressed { draining, allowed }),
+    ]
+}
+
 fn started(observe: bool) -> Machine {
     let mut m = Machine::new(ME, 10.0, observe);
     assert_eq!(m.start(), vec![Effect::ReadView]);
@@ -171,17 +179,7 @@ fn one_action_per_fresh_view() {
         &mut m,
         vec![
             (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-            (
-                1,
-                count(9, 1),
-                vec![
-                    Effect::CountSuppressed,
-                    Effect::Say(Note::Suppressed {
-                        draining: 1,
-                        allowed: 1,
-                    }),
-                ],
-            ),
+            (1, count(9, 1), suppressed(1, 1)),
             // Same view: no second count.
             (2, wish(drain(), false, 1), vec![]),
             // A plan made from an older view than the newest: nothing.
@@ -215,13 +213,7 @@ fn one_action_per_fresh_view() {
 #[test]
 fn a_suppression_counts_once_per_episode() {
     let mut m = started(false);
-    let suppressed = vec![
-        Effect::CountSuppressed,
-        Effect::Say(Note::Suppressed {
-            draining: 1,
-            allowed: 1,
-        }),
-    ];
+    let suppressed = suppressed(1, 1);
     let refresh = |g| {
         vec![
             (
@@ -678,17 +670,7 @@ fn a_new_episode_acts_on_the_view_at_hand() {
         &mut m,
         vec![
             (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-            (
-                1,
-                count(9, 1),
-                vec![
-                    Effect::CountSuppressed,
-                    Effect::Say(Note::Suppressed {
-                        draining: 1,
-                        allowed: 1,
-                    }),
-                ],
-            ),
+            (1, count(9, 1), suppressed(1, 1)),
             (2, wish(drain(), false, 1), vec![]),
             // The disk recovered, then filled again before the next periodic view.
             (3, wish(EcsDecision::None, false, 1), vec![]),

@@ -2,6 +2,7 @@
 //! `tests/support/aws/cw_proxy.py`, which speaks the Smithy RPC v2 CBOR protocol the Rust SDK
 //! uses and counts calls and injects faults (see that file's header).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
@@ -128,6 +129,26 @@ impl CwPeer {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Each metric of `namespace` as (name, its dimension names), once: moto lists a
+    /// metric once per datum put.
+    pub fn metric_dimensions(&self, namespace: &str) -> BTreeSet<(String, Vec<String>)> {
+        self.list_metrics(namespace)
+            .iter()
+            .map(|m| {
+                let dims = m["Dimensions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d["Name"].as_str().map(str::to_owned))
+                    .collect();
+                (
+                    m["MetricName"].as_str().unwrap_or_default().to_owned(),
+                    dims,
+                )
+            })
+            .collect()
     }
 
     fn moto_json(&self, op: &str, body: &Value) -> Value {
