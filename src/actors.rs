@@ -113,7 +113,7 @@ mod tests {
             evict: Default::default(),
             culprit: None,
             inventory_generation: None,
-            ecs_generation: None,
+            ecs_intent: crate::policy::EcsIntent::Steady,
             ecs: Default::default(),
             findings: Vec::new(),
             etcd: None,

@@ -12,11 +12,16 @@ use aws_config::timeout::TimeoutConfig;
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Region, credentials and endpoints from aws-config's standard chain (environment,
-/// profile, IMDS), so `AWS_ENDPOINT_URL_ECS` points the ECS client at a test server. The
-/// SDK retries throttling and 5xx with jittered exponential backoff.
+/// profile, IMDS), so `AWS_ENDPOINT_URL_ECS` points the ECS client at a test server.
+///
+/// Retries are the SDK's adaptive mode, as ECS asks of callers of a throttled API: jittered
+/// exponential backoff on throttling and 5xx, plus a client-side rate limiter (a token
+/// bucket that engages after the first throttling error and adapts to the rate that
+/// succeeds). It needs aws-smithy-runtime ≥ 1.11.3, where concurrent callers are no longer
+/// starved (smithy-rs#4632); Cargo.toml requires that version.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(4))
+        .retry_config(RetryConfig::adaptive().with_max_attempts(4))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -63,26 +68,33 @@ pub async fn instance_id() -> Result<String, String> {
 /// What IMDS says of this instance's place in an Auto Scaling group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lifecycle {
-    /// `InService`, or not in an Auto Scaling group (IMDS has no such entry), or not on
-    /// EC2 at all: nothing says the instance is leaving.
+    /// `InService`, or not in an Auto Scaling group (IMDS has no such entry), or IMDS
+    /// turned off (not on EC2): nothing says the instance is leaving.
     InService,
     /// `Terminated`, `Warmed:*`, `Detached` …: the group is taking it out of service.
     Leaving(String),
 }
 
-/// `autoscaling/target-lifecycle-state`. An error from IMDS other than "no such entry"
-/// reads as in service: a metadata hiccup must not keep a recovered instance drained
-/// for ever, and the ECS status is checked at the same time.
-pub async fn target_lifecycle_state() -> Lifecycle {
+/// `autoscaling/target-lifecycle-state`. Only IMDS's 404 ("no such entry": not in a
+/// group) reads as in service; any other failure is an error, and the caller gives
+/// nothing back on it — a failed read must never yield an undrain. The caller retries.
+pub async fn target_lifecycle_state() -> Result<Lifecycle, String> {
+    use aws_config::imds::client::error::ImdsError;
     if imds_disabled() {
-        return Lifecycle::InService;
+        return Ok(Lifecycle::InService);
     }
     match imds()
         .get("/latest/meta-data/autoscaling/target-lifecycle-state")
         .await
     {
-        Ok(state) => lifecycle_of(state.as_ref()),
-        Err(_) => Lifecycle::InService,
+        Ok(state) => Ok(lifecycle_of(state.as_ref())),
+        Err(ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 404 => {
+            Ok(Lifecycle::InService)
+        }
+        Err(e) => Err(format!(
+            "IMDS autoscaling/target-lifecycle-state: {}",
+            crate::error::chain(&e)
+        )),
     }
 }
 

@@ -52,7 +52,7 @@ pub async fn drain(settings: &Settings) -> Result<String, Error> {
         return Ok(out);
     }
     client.drain(SystemTime::now()).await?;
-    let after = client.view().await?;
+    let after = client.view(false).await?;
     let _ = writeln!(out, "drained: {}", describe(&after));
     Ok(out)
 }
@@ -66,9 +66,7 @@ pub async fn undrain(settings: &Settings, force: bool) -> Result<String, Error> 
     match view.status {
         EcsStatus::Active => {
             if ours && !settings.observe_only() {
-                client
-                    .remove_mark(view.drained_at.as_deref().unwrap_or_default())
-                    .await?;
+                client.delete_attributes(&[DRAINED_AT]).await?;
                 let _ = writeln!(
                     out,
                     "already ACTIVE; removed diskguard's stale drain mark: {}",
@@ -99,10 +97,8 @@ pub async fn undrain(settings: &Settings, force: bool) -> Result<String, Error> 
         let _ = writeln!(out, "observe mode: would set ACTIVE {}", describe(&view));
         return Ok(out);
     }
-    client
-        .activate(view.drained_at.as_deref(), view.culprit.as_deref())
-        .await?;
-    let after = client.view().await?;
+    client.activate().await?;
+    let after = client.view(false).await?;
     let _ = writeln!(
         out,
         "set ACTIVE{}: {}",

@@ -142,6 +142,7 @@ pub struct RawEcs {
     pub cluster: Option<String>,
     pub container_instance_arn: Option<String>,
     pub max_draining_percent: Option<f64>,
+    pub idle_read_percent: Option<f64>,
     pub undrain: Option<bool>,
 }
 

@@ -181,6 +181,10 @@ pub struct EcsSettings {
     /// Empty: discover.
     pub container_instance_arn: String,
     pub max_draining_percent: f64,
+    /// The share of ECS's sustained read rate (20/s per account and Region) that the whole
+    /// fleet's idle reads may use, in percent: each agent spaces its idle reads by the
+    /// cluster's size to stay under it.
+    pub idle_read_percent: f64,
     pub undrain: bool,
 }
 
@@ -370,6 +374,7 @@ impl Settings {
             cluster: c.cluster.unwrap_or_default(),
             container_instance_arn: c.container_instance_arn.unwrap_or_default(),
             max_draining_percent: c.max_draining_percent.unwrap_or(10.0),
+            idle_read_percent: c.idle_read_percent.unwrap_or(10.0),
             undrain: c.undrain.unwrap_or(true),
         };
         let cloudwatch = CloudWatchSettings {
@@ -478,6 +483,7 @@ impl Settings {
                 cluster: Some(self.ecs.cluster.clone()),
                 container_instance_arn: Some(self.ecs.container_instance_arn.clone()),
                 max_draining_percent: Some(self.ecs.max_draining_percent),
+                idle_read_percent: Some(self.ecs.idle_read_percent),
                 undrain: Some(self.ecs.undrain),
             }),
             cloudwatch: Some(RawCloudWatch {

@@ -64,6 +64,13 @@ impl Settings {
                 format!("{m} is not a percent in [0, 100]"),
             ));
         }
+        let r = self.ecs.idle_read_percent;
+        if !(r.is_finite() && r > 0.0 && r <= 100.0) {
+            return Err(Invalid::new(
+                "ecs.idle_read_percent",
+                format!("{r} is not a percent in (0, 100]"),
+            ));
+        }
         // ECS allows 255 characters; anything longer cannot be a cluster, and would not fit
         // a CloudWatch dimension either.
         if self.ecs.cluster.chars().count() > 255 {

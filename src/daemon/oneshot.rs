@@ -106,7 +106,9 @@ async fn read_ecs_with(
             }
         };
         let client = EcsClient::new(sdk.get_or_init(crate::aws::sdk_config).await, identity);
-        let view = client.view().await?;
+        // Read fresh when a person asks: this instance, the cluster's size and its DRAINING
+        // instances (pages over those only).
+        let view = client.view(true).await?;
         Ok(Some((client, view)))
     };
     tokio::time::timeout(ECS_PATIENCE, work)

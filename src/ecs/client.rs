@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_ecs::error::DisplayErrorContext;
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 
 use super::identity::Identity;
@@ -25,9 +25,21 @@ pub enum EcsError {
         op: &'static str,
         target: String,
         message: String,
+        /// ECS answered ThrottlingException (after the SDK's own retries).
+        throttled: bool,
     },
     #[error("container instance {arn} is not in cluster {cluster}")]
     NotFound { arn: String, cluster: String },
+}
+
+/// This container instance as one DescribeContainerInstances shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelfRead {
+    pub status: EcsStatus,
+    /// `diskguard.drained-at`, if set.
+    pub mark: Option<String>,
+    /// `diskguard.culprit`, if set.
+    pub culprit: Option<String>,
 }
 
 /// A client bound to one container instance.
@@ -37,7 +49,7 @@ pub struct EcsClient {
     pub identity: Identity,
 }
 
-pub(super) fn call_error<E: std::error::Error + 'static>(
+pub(super) fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     op: &'static str,
     target: &str,
     e: E,
@@ -45,7 +57,15 @@ pub(super) fn call_error<E: std::error::Error + 'static>(
     EcsError::Call {
         op,
         target: target.to_owned(),
+        throttled: e.code() == Some("ThrottlingException"),
         message: DisplayErrorContext(&e).to_string(),
+    }
+}
+
+impl EcsError {
+    /// ECS throttled the call (the account's request quota is spent for now).
+    pub fn is_throttling(&self) -> bool {
+        matches!(self, EcsError::Call { throttled: true, .. })
     }
 }
 
@@ -76,8 +96,8 @@ impl EcsClient {
         &self.identity.cluster
     }
 
-    /// This instance's status and mark, and the cluster's ACTIVE and DRAINING counts.
-    pub async fn view(&self) -> Result<EcsView, EcsError> {
+    /// This instance's status, mark and culprit: one DescribeContainerInstances.
+    pub async fn describe_self(&self) -> Result<SelfRead, EcsError> {
         let described = self
             .client
             .describe_container_instances()
@@ -97,30 +117,49 @@ impl EcsClient {
             Some("DRAINING") => EcsStatus::Draining,
             other => EcsStatus::Other(other.unwrap_or("UNKNOWN").to_owned()),
         };
-        let drained_at = me
-            .attributes()
-            .iter()
-            .find(|a| a.name() == DRAINED_AT)
-            .map(|a| a.value().unwrap_or_default().to_owned());
-        let culprit = me
-            .attributes()
-            .iter()
-            .find(|a| a.name() == CULPRIT)
-            .map(|a| a.value().unwrap_or_default().to_owned());
-        let (cluster_active, cluster_draining) = self.counts().await?;
-        Ok(EcsView {
-            cluster: self.cluster().to_owned(),
-            container_instance_arn: self.arn().to_owned(),
+        let attribute = |name: &str| {
+            me.attributes()
+                .iter()
+                .find(|a| a.name() == name)
+                .map(|a| a.value().unwrap_or_default().to_owned())
+        };
+        Ok(SelfRead {
             status,
-            drained_at,
-            culprit,
-            cluster_active,
-            cluster_draining,
-            generation: 0,
+            mark: attribute(DRAINED_AT),
+            culprit: attribute(CULPRIT),
         })
     }
 
-    pub(super) async fn set_state(&self, status: ContainerInstanceStatus) -> Result<(), EcsError> {
+    /// This instance as `status` and the CLI show it: its own read, and the cluster's
+    /// size from one DescribeClusters. `cluster_draining` is not counted here (that would
+    /// list the cluster): it is 0 unless `with_draining`, which pages over the DRAINING
+    /// instances only.
+    pub async fn view(&self, with_draining: bool) -> Result<EcsView, EcsError> {
+        let me = self.describe_self().await?;
+        let instances = self.registered_instances().await?;
+        let draining = if with_draining {
+            u32::try_from(
+                self.list(ContainerInstanceStatus::Draining)
+                    .await?
+                    .len(),
+            )
+            .unwrap_or(u32::MAX)
+        } else {
+            0
+        };
+        Ok(EcsView {
+            cluster: self.cluster().to_owned(),
+            container_instance_arn: self.arn().to_owned(),
+            status: me.status,
+            drained_at: me.mark,
+            culprit: me.culprit,
+            cluster_active: instances.saturating_sub(draining),
+            cluster_draining: draining,
+            current: true,
+        })
+    }
+
+    pub async fn set_state(&self, status: ContainerInstanceStatus) -> Result<(), EcsError> {
         let out = self
             .client
             .update_container_instances_state()
@@ -139,6 +178,7 @@ impl EcsClient {
                     f.reason().unwrap_or("failed"),
                     f.detail().unwrap_or_default()
                 ),
+                throttled: false,
             });
         }
         Ok(())

@@ -7,7 +7,7 @@ pub mod identity;
 
 use std::path::Path;
 
-pub use client::{CULPRIT, DRAINED_AT, EcsClient, EcsError, find_arn};
+pub use client::{CULPRIT, DRAINED_AT, EcsClient, EcsError, SelfRead, find_arn, rfc3339};
 pub use identity::{
     ECS_CONFIG_PATH, Identity, Introspection, cluster_from_ecs_config, cluster_of_arn, introspect,
 };

@@ -34,36 +34,97 @@ pub fn drain_budget(max_draining_percent: f64, instances: u32) -> u32 {
     ((max_draining_percent * f64::from(instances) / 100.0).floor() as u32).max(1)
 }
 
-/// The ECS decision, and when usage first went below `recover` (for `recover_after`).
-pub fn decide_ecs(
+/// What the disk asks of ECS, whatever the instance's status. The ECS actor reads the
+/// status fresh before doing anything about it ([`ecs_action`]): a decision never rests
+/// on the periodic view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "intent", rename_all = "snake_case")]
+pub enum EcsIntent {
+    /// Nothing to ask: between the levels, or an eviction holds the drain back.
+    #[default]
+    Steady,
+    /// Take the instance out of placement; `critical`: past the budget if need be.
+    Drain { critical: bool },
+    /// Below `recover` for `recover_after`: give back what diskguard took.
+    Recovered,
+}
+
+/// What to do with the container instance, given its status as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcsAction {
+    None,
+    Drain,
+    Undrain,
+    RemoveStaleMark,
+    ClearCulprit,
+}
+
+/// The disk's intent, and when usage first went below `recover` (for `recover_after`).
+/// `hold`: an eviction is under way or has just happened, and may be all it takes.
+pub fn ecs_intent(
     level: Level,
     usage: f64,
-    ecs: &EcsView,
     settings: &Settings,
     recover_since: Option<SystemTime>,
     hold: bool,
     now: SystemTime,
-) -> (EcsDecision, Option<SystemTime>) {
+) -> (EcsIntent, Option<SystemTime>) {
     let t = &settings.thresholds;
-    let ours = ecs.drained_at.is_some();
-    let below = usage < t.recover;
-    let since = if below {
-        Some(recover_since.unwrap_or(now))
+    let since = (usage < t.recover).then(|| recover_since.unwrap_or(now));
+    let intent = if level >= Level::Critical {
+        EcsIntent::Drain { critical: true }
+    } else if level >= Level::Drain && !hold {
+        EcsIntent::Drain { critical: false }
+    } else if since.is_some_and(|s| now.duration_since(s).unwrap_or_default() >= t.recover_after)
+    {
+        EcsIntent::Recovered
     } else {
-        None
+        EcsIntent::Steady
     };
-    let decision = match ecs.status {
-        // An eviction is under way or has just happened: it may be all it takes.
-        EcsStatus::Active if level >= Level::Drain && hold && level < Level::Critical => {
-            EcsDecision::None
-        }
-        EcsStatus::Active if level >= Level::Drain => {
+    (intent, since)
+}
+
+/// The one rule for acting on ECS, from the intent and this instance's status as read:
+/// `ours` — diskguard's mark is on it; `culprit` — `diskguard.culprit` is set. An instance
+/// drained by anyone else is never touched.
+pub fn ecs_action(
+    intent: EcsIntent,
+    status: &EcsStatus,
+    ours: bool,
+    culprit: bool,
+    undrain: bool,
+) -> EcsAction {
+    match (intent, status) {
+        (EcsIntent::Drain { .. }, EcsStatus::Active) => EcsAction::Drain,
+        (EcsIntent::Drain { .. }, _) => EcsAction::None,
+        (_, EcsStatus::Active) if ours => EcsAction::RemoveStaleMark,
+        // The episode is over: the culprit it named is no longer news.
+        (EcsIntent::Recovered, EcsStatus::Active) if culprit => EcsAction::ClearCulprit,
+        (EcsIntent::Recovered, EcsStatus::Draining) if ours && undrain => EcsAction::Undrain,
+        _ => EcsAction::None,
+    }
+}
+
+/// The ECS decision as the view at hand predicts it, for `status` and the plan: the
+/// actor decides again on a fresh read, with the budget counted fresh.
+pub fn decide_ecs(intent: EcsIntent, ecs: &EcsView, settings: &Settings) -> EcsDecision {
+    let action = ecs_action(
+        intent,
+        &ecs.status,
+        ecs.drained_at.is_some(),
+        ecs.culprit.is_some(),
+        settings.ecs.undrain,
+    );
+    match action {
+        EcsAction::None => EcsDecision::None,
+        EcsAction::Drain => {
             let allowed = drain_budget(
                 settings.ecs.max_draining_percent,
                 ecs.cluster_active + ecs.cluster_draining,
             );
             let over = ecs.cluster_draining + 1 > allowed;
-            if over && level < Level::Critical {
+            let critical = matches!(intent, EcsIntent::Drain { critical: true });
+            if over && !critical {
                 EcsDecision::DrainSuppressed {
                     draining: ecs.cluster_draining,
                     allowed,
@@ -72,23 +133,10 @@ pub fn decide_ecs(
                 EcsDecision::Drain { over_budget: over }
             }
         }
-        EcsStatus::Active if ours => EcsDecision::RemoveStaleMark,
-        // The episode is over: the culprit it named is no longer news.
-        EcsStatus::Active if ecs.culprit.is_some() => match since {
-            Some(s) if now.duration_since(s).unwrap_or_default() >= t.recover_after => {
-                EcsDecision::ClearCulprit
-            }
-            _ => EcsDecision::None,
-        },
-        EcsStatus::Draining if ours && settings.ecs.undrain => match since {
-            Some(s) if now.duration_since(s).unwrap_or_default() >= t.recover_after => {
-                EcsDecision::Undrain
-            }
-            _ => EcsDecision::None,
-        },
-        _ => EcsDecision::None,
-    };
-    (decision, since)
+        EcsAction::Undrain => EcsDecision::Undrain,
+        EcsAction::RemoveStaleMark => EcsDecision::RemoveStaleMark,
+        EcsAction::ClearCulprit => EcsDecision::ClearCulprit,
+    }
 }
 
 /// Whether this instance may keep the drain it just made.

@@ -17,8 +17,8 @@ use crate::config::Settings;
 use crate::sample::{FsStats, History, Inventory, Snapshot, Volume};
 
 pub use drain::{
-    BudgetVerdict, CLAIM_TTL, DrainingInstance, EcsDecision, budget_room, budget_verdict,
-    decide_ecs, drain_budget,
+    BudgetVerdict, CLAIM_TTL, DrainingInstance, EcsAction, EcsDecision, EcsIntent, budget_room,
+    budget_verdict, decide_ecs, drain_budget, ecs_action, ecs_intent,
 };
 pub use etcd::{EtcdVerdict, QuotaLevel, judge_etcd, quota_level};
 pub use evict::{
@@ -70,8 +70,9 @@ pub struct Plan {
     pub expired: Vec<ReclaimStep>,
     /// The inventory `reclaim` was planned from.
     pub inventory_generation: Option<u64>,
-    /// The ECS view `ecs` was decided from.
-    pub ecs_generation: Option<u64>,
+    /// What the Docker volume asks of ECS; the ECS actor acts on it after a fresh read.
+    pub ecs_intent: EcsIntent,
+    /// What the view at hand predicts the actor will do (for `status`).
     pub ecs: EcsDecision,
     /// Whether to stop the container filling the disk, and which.
     pub evict: EvictDecision,
@@ -174,26 +175,31 @@ pub fn decide(
     }
     let (etcd, etcd_findings) = judge_etcd(snapshot.etcd.as_ref(), &volumes, settings);
     findings.extend(etcd_findings);
-    let mut ecs = EcsDecision::None;
-    if let (Some(view), Some(d)) = (&snapshot.ecs, docker) {
-        let (decision, since) = decide_ecs(
+    // What the disk asks of ECS is decided here; the ECS actor reads the instance's status
+    // fresh before acting on it. `ecs` is what the view at hand predicts, for display.
+    let mut intent = EcsIntent::Steady;
+    if let Some(d) = docker {
+        let (i, since) = ecs_intent(
             d.level,
             d.usage_percent,
-            view,
             settings,
             state.recover_since,
             escalation.hold_drain,
             now,
         );
-        ecs = decision;
+        intent = i;
         next.recover_since = since;
     }
+    let ecs = snapshot
+        .ecs
+        .as_ref()
+        .map_or(EcsDecision::None, |view| decide_ecs(intent, view, settings));
     let armed = docker.is_some_and(|d| {
         d.level >= Level::Prune || d.usage_percent >= settings.thresholds.prune_start - ARM_MARGIN
     });
     let culprit = match &escalation.evict {
         EvictDecision::Evict(e) => e.task_family.clone(),
-        _ if matches!(ecs, EcsDecision::Drain { .. }) => fastest_family(&snapshot.writers),
+        _ if matches!(intent, EcsIntent::Drain { .. }) => fastest_family(&snapshot.writers),
         _ => None,
     };
     Plan {
@@ -206,7 +212,7 @@ pub fn decide(
         reclaim: reclaim.steps,
         expired: reclaim.expired,
         inventory_generation: snapshot.inventory.as_ref().map(|i| i.generation),
-        ecs_generation: snapshot.ecs.as_ref().map(|e| e.generation),
+        ecs_intent: intent,
         ecs,
         evict: escalation.evict,
         culprit,

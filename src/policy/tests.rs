@@ -98,7 +98,7 @@ pub(super) fn ecs(status: EcsStatus, ours: bool, active: u32, draining: u32) -> 
         culprit: None,
         cluster_active: active,
         cluster_draining: draining,
-        generation: 1,
+        current: true,
     }
 }
 

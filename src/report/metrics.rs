@@ -215,7 +215,9 @@ impl Aggregator {
                 }
             }
         }
-        if let Some(ecs) = &snapshot.ecs {
+        // Only while this instance's status is known: not through an ECS outage or after
+        // it was deregistered, when the last value would be a guess.
+        if let Some(ecs) = snapshot.ecs.as_ref().filter(|e| e.current) {
             let draining = if ecs.status == crate::sample::EcsStatus::Draining {
                 1.0
             } else {

@@ -184,12 +184,15 @@ pub struct EcsView {
     pub drained_at: Option<String>,
     /// Value of the `diskguard.culprit` attribute: the task family that filled the disk.
     pub culprit: Option<String>,
-    /// ACTIVE and DRAINING instances in the cluster, this one included.
+    /// ACTIVE and DRAINING instances in the cluster, this one included, as last counted:
+    /// the total from DescribeClusters (every 30 minutes while idle), the DRAINING ones at
+    /// the last drain decision (0 until one) — idle reads never list the cluster.
     pub cluster_active: u32,
     pub cluster_draining: u32,
-    /// Counts views read by this process, so the actor acts once per view.
+    /// The last read of this instance succeeded: false through an ECS outage or after the
+    /// instance was deregistered, when its status is no longer known (nor published).
     #[serde(skip)]
-    pub generation: u64,
+    pub current: bool,
 }
 
 /// A container instance of the cluster that is DRAINING, or ACTIVE with diskguard's mark

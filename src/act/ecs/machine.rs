@@ -1,184 +1,268 @@
-//! The ECS actor's bookkeeping as a pure state machine: an event and `now` go in, the
-//! next state and the effects to perform come out. The actor performs each effect (one
-//! ECS call, a log line, a counter) and feeds its result back as the next event, so every
-//! rule — one action per fresh view, the budget read fresh before a drain and checked
-//! again after it, suppressions counted once per episode, retry timing, the re-read and
-//! the lifecycle check before giving an instance back — is a table test here.
+//! The ECS actor's rules as a pure state machine: an event and `now` go in, the next
+//! state and the effects to perform come out. The driver performs each effect (one or a
+//! few ECS calls, a log line, a counter) and feeds its result back as the next event, so
+//! every rule is a table test here, and the fleet simulation runs this very code.
+//!
+//! The rules, by what they cost the account's ECS request quota:
+//! - Idle, this instance is read alone, spaced so that the whole fleet stays under a share
+//!   of ECS's sustained read rate ([`idle_every`]), with jitter. Idle reads are for
+//!   display; no decision rests on them.
+//! - A decision reads this instance fresh ([`FRESH`]) before acting: drain, suppression,
+//!   undrain, "drained by someone else". A drain below critical then claims a share of
+//!   the budget (the mark, with the culprit, in one call), waits for ECS's eventual
+//!   consistency ([`CLAIM_WAIT`]), reads the cluster's size, DRAINING instances and marks
+//!   (three calls, whatever the size), drains if the claim holds, and checks once more
+//!   [`SETTLE`] later: eight calls in all.
+//! - A failed read never yields a drain or an undrain: the decision waits (counted and
+//!   logged as delayed) and is tried again with backoff; reclaim and eviction go on.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::aws::Lifecycle;
 use crate::backoff::Backoff;
-use crate::policy::{BudgetVerdict, DrainingInstance, EcsDecision, budget_room, budget_verdict};
+use crate::ecs::rfc3339;
+use crate::policy::{
+    BudgetVerdict, DrainingInstance, EcsAction, EcsIntent, budget_verdict, drain_budget,
+    ecs_action,
+};
 use crate::sample::EcsStatus;
 
-/// After an action, the view is re-read at once and again this much later, when a slower
-/// instance's drain has had time to become visible (ECS reads are eventually consistent).
+/// A decision acts on this instance's status read at most this long before.
+pub const FRESH: Duration = Duration::from_secs(5);
+/// After a claim, this long before reading the others' claims: ECS reads are eventually
+/// consistent (typically well under a second); a claim made this long before ours is
+/// visible by then, so two instances judge the same set of earlier claims.
+pub const CLAIM_WAIT: Duration = Duration::from_secs(3);
+/// After a drain below critical, the budget is checked once more this much later, when a
+/// drain made at the same time elsewhere has become visible.
 pub const SETTLE: Duration = Duration::from_secs(5);
-/// How often the instance and cluster are re-read when nothing happens.
-pub const VIEW_EVERY: Duration = Duration::from_secs(60);
+/// While the disk keeps asking for a drain that the budget suppressed, or that waits on
+/// someone else's drain, the decision is taken again this often (with jitter).
+pub const RECHECK: Duration = Duration::from_secs(60);
+/// Idle reads of this instance are never more often than this.
+pub const IDLE_MIN: Duration = Duration::from_secs(60);
+/// The cluster's size is learned again this often while idle (one DescribeClusters).
+pub const COUNT_EVERY: Duration = Duration::from_secs(30 * 60);
+/// ECS's sustained rate for cluster resource reads, per account and Region (API reference,
+/// "Request throttling for the Amazon ECS API"): what the read budget is a share of.
+pub const ECS_SUSTAINED_READS_PER_SECOND: f64 = 20.0;
 const RETRY_FIRST: Duration = Duration::from_secs(1);
-const RETRY_MAX: Duration = Duration::from_secs(60);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A failed re-check after a drain is tried this often before the drain is simply kept.
+const VERIFY_TRIES: u32 = 5;
+
+/// How long an agent waits between idle reads: long enough that `instances` agents reading
+/// one instance each stay under `share_percent` of ECS's sustained read rate, and never
+/// less than [`IDLE_MIN`]. The jitter (× 1.0–1.2) is added by the machine.
+pub fn idle_every(instances: u32, share_percent: f64) -> Duration {
+    let fleet_rate = ECS_SUSTAINED_READS_PER_SECOND * share_percent / 100.0;
+    let spaced = f64::from(instances.max(1)) / fleet_rate.max(f64::MIN_POSITIVE);
+    IDLE_MIN.max(Duration::from_secs_f64(spaced.min(86_400.0)))
+}
 
 /// What one plan asks of ECS, as the machine needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wish {
-    pub decision: EcsDecision,
-    /// The Docker volume is at `critical`: drain past the budget, never undo.
-    pub critical: bool,
-    /// The view generation the decision was made from.
-    pub view: Option<u64>,
+    pub intent: EcsIntent,
     /// The task family that filled the disk, when the plan names one.
     pub culprit: Option<String>,
     /// An eviction was decided with this plan: the culprit is named at once.
     pub evicting: bool,
 }
 
-/// This instance as a fresh read showed it.
+/// This instance as a read showed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewFacts {
-    pub generation: u64,
     pub status: EcsStatus,
-    /// diskguard's mark is on it.
-    pub ours: bool,
+    /// diskguard's mark, if set.
+    pub mark: Option<String>,
     /// The culprit attribute's value, if set.
     pub culprit: Option<String>,
+    /// The cluster's ACTIVE + DRAINING instances, when the read asked for them.
+    pub instances: Option<u32>,
 }
 
-/// The cluster's ACTIVE and DRAINING instances, counted fresh (all pages).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Count {
-    pub active: u32,
-    pub draining: u32,
-}
-
-/// The cluster's DRAINING instances with their marks, and how many instances it has.
+/// What the budget check read of the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Drains {
-    pub draining: Vec<DrainingInstance>,
-    /// ACTIVE + DRAINING.
-    pub instances: u32,
+pub struct Budget {
+    /// ACTIVE + DRAINING, when the read asked for it.
+    pub instances: Option<u32>,
+    /// ARNs of the DRAINING instances.
+    pub draining: Vec<String>,
+    /// Instances with diskguard's mark, and its value.
+    pub marks: Vec<(String, String)>,
 }
 
-/// What happened, fed to the machine. Errors are text for the log only: the machine
-/// branches on success or failure, never on what a message says.
+/// What happened, fed to the machine. Errors are text for the log only, and whether ECS
+/// throttled the call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Plan(Wish),
+    /// The timer the machine set last ([`Effect::RefreshIn`]) ran out.
     RefreshDue,
-    View(Result<ViewFacts, String>),
-    Count(Result<Count, String>),
-    Claimed(Result<(), String>),
-    Withdrawn(Result<(), String>),
-    Drained(Result<(), String>),
-    CulpritSet(Result<(), String>),
-    CulpritCleared(Result<(), String>),
-    Drains(Result<Drains, String>),
-    Lifecycle(Lifecycle),
-    Activated(Result<(), String>),
-    MarkRemoved(Result<(), String>),
+    /// An idle read (for display).
+    View(Result<ViewFacts, Failure>),
+    /// A decision's read of this instance.
+    Fresh(Result<ViewFacts, Failure>),
+    Budget(Result<Budget, Failure>),
+    Claimed(Result<(), Failure>),
+    Withdrawn(Result<(), Failure>),
+    Drained(Result<(), Failure>),
+    CulpritSet(Result<(), Failure>),
+    CulpritCleared(Result<(), Failure>),
+    Lifecycle(Result<Lifecycle, Failure>),
+    Activated(Result<(), Failure>),
+    MarkRemoved(Result<(), Failure>),
 }
 
-/// What the actor is to do.
+/// A failed call, as the machine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub throttled: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            throttled: false,
+        }
+    }
+
+    pub fn throttled(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            throttled: true,
+        }
+    }
+}
+
+/// What the driver is to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    ReadView,
-    /// Count the cluster's ACTIVE and DRAINING instances, fresh.
-    ReadCount,
-    /// Put the mark: a claim on the budget, checked before DRAINING is set.
-    Claim,
-    /// Remove the mark of a claim that lost to earlier ones.
+    /// Read this instance for display; with the cluster's size when `instances`.
+    ReadView { instances: bool },
+    /// Read this instance for a decision.
+    ReadFresh,
+    /// Read the DRAINING instances and diskguard's marks; the cluster's size too when
+    /// `instances`.
+    ReadBudget { instances: bool },
+    /// Put the mark with this value (a claim on the budget), and the culprit if named: one
+    /// call.
+    Claim {
+        mark: String,
+        culprit: Option<String>,
+    },
+    /// Remove the mark of a claim that lost, or could not be checked.
     Withdraw,
-    /// Set DRAINING (the claim won).
+    /// Set DRAINING (the claim holds).
     SetDraining,
-    /// Put the mark, then set DRAINING: at `critical`, past the budget.
-    Drain,
+    /// Put the mark (and culprit), then set DRAINING: at `critical`, past the budget.
+    Drain {
+        mark: String,
+        culprit: Option<String>,
+    },
     /// Put `diskguard.culprit` with the task family.
     SetCulprit(String),
     ClearCulprit,
     /// Count an incident caused by this family (the `Evictions` metric).
     CountCulprit(String),
-    /// Read the cluster's DRAINING instances and their marks.
-    ReadDrains,
     ReadLifecycle,
-    /// Set ACTIVE and remove the mark.
-    Activate,
+    /// Set ACTIVE and remove the mark, and the culprit unless `keep_culprit`.
+    Activate { keep_culprit: bool },
     RemoveMark,
     CountSuppressed,
-    /// Re-read the view after this long (replacing any earlier schedule).
+    /// Count a decision that waits on a failed read.
+    CountDelayed,
+    /// Publish this instance's state as now known (after an action or a read).
+    Show(Known),
+    /// Fire [`Event::RefreshDue`] after this long (replacing any earlier timer).
     RefreshIn(Duration),
     Say(Note),
 }
 
-/// Log lines, typed; the actor words them.
+/// What is known of this instance and its cluster, for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub status: EcsStatus,
+    pub mark: Option<String>,
+    pub culprit: Option<String>,
+    /// ACTIVE + DRAINING, as last counted.
+    pub instances: u32,
+    /// DRAINING, as counted at the last budget read.
+    pub draining: u32,
+}
+
+/// Log lines, typed; the driver words them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
-    Suppressed {
-        draining: u32,
-        allowed: u32,
-    },
-    Drained {
-        critical: bool,
-    },
-    Undone {
-        rank: u32,
-        room: u32,
-    },
-    LostClaim {
-        rank: u32,
-        room: u32,
-    },
+    Suppressed { draining: u32, allowed: u32 },
+    Drained { critical: bool },
+    Undone { rank: u32, room: u32 },
+    LostClaim { rank: u32, room: u32 },
     CulpritNamed(String),
     CulpritCleared,
     Undrained,
     StaleMarkRemoved,
+    DrainedBySomeoneElse,
     Leaving(String),
-    Observed(EcsDecision),
-    Failed {
+    Observed(EcsAction),
+    /// A decision waits: `what` failed; tried again after `retry_in`.
+    Delayed {
         what: &'static str,
-        error: String,
+        error: Failure,
         retry_in: Duration,
     },
-    ViewFailed(String),
+    Failed {
+        what: &'static str,
+        error: Failure,
+        retry_in: Duration,
+    },
+    ViewFailed(Failure),
     ViewRecovered,
 }
 
-/// Where the machine is: idle, or waiting for the answer to one effect.
+/// Where the machine is: idle, or waiting for the answer to one effect or for its timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Idle,
-    /// A view read; what to do once it is in.
-    Reading(Then),
-    Counting,
+    /// An idle read.
+    Viewing,
+    /// A decision's read of this instance.
+    Reading,
+    /// Before a claim retried after a suppression: is there room at all?
+    Prechecking,
     Claiming,
-    /// Checking a claim against the cluster's drains and claims.
+    /// The claim is put; waiting [`CLAIM_WAIT`] before checking it.
+    ClaimWait,
     CheckingClaim,
     Withdrawing,
-    Draining,
-    /// Putting the culprit; `verify`: right after a drain, check the budget next.
-    NamingCulprit {
-        verify: bool,
-    },
+    Draining { critical: bool },
+    NamingCulprit,
     ClearingCulprit,
-    /// Checking the budget after draining; `settle`: right after the drain.
-    Verifying {
-        settle: bool,
-    },
+    /// Drained below critical; waiting [`SETTLE`] (or a retry) before the re-check.
+    Settling,
+    Verifying,
     AskingLifecycle,
-    Activating {
-        undo: bool,
-    },
+    Activating { undo: bool },
     RemovingMark,
 }
 
-/// What follows a view read.
+/// The decision last taken: for which intent, when, and whether it needs taking again
+/// after [`RECHECK`] while the intent holds (a suppressed drain, someone else's drain, an
+/// instance leaving service) or is settled (drained, given back, nothing to do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Then {
-    Nothing,
-    /// Give the instance back if it is still ours, DRAINING and not leaving service.
-    Undrain,
-    /// Check the budget again while holding a drain below critical.
-    Verify,
+struct Decided {
+    intent: EcsIntent,
+    at: Instant,
+    settled: bool,
 }
 
 /// The ECS actor's memory.
@@ -188,46 +272,78 @@ pub struct Machine {
     /// This container instance's ARN, for ranking the cluster's drains.
     me: String,
     max_draining_percent: f64,
+    idle_read_percent: f64,
     observe: bool,
-    /// The newest view read, and the one last acted on: one action per fresh view.
-    view: u64,
-    /// The view last acted on, and whether at `critical`: a drain suppressed by the
-    /// budget may be tried again on the same view once the disk turns critical.
-    acted: Option<(u64, bool)>,
-    view_failed: bool,
-    retry_at: Option<Instant>,
-    backoff: Backoff,
-    /// A suppression (before or after draining) was counted in this drain episode.
-    suppressed: bool,
-    critical: bool,
-    observed: Option<EcsDecision>,
-    leaving_said: bool,
-    /// The culprit the newest plan names, the one the last view showed, and the one last
-    /// sent: each family is put once.
+    undrain: bool,
+    rng: fastrand::Rng,
+    /// What the last read or action showed of this instance, and when.
+    known: Option<(ViewFacts, Instant)>,
+    /// ACTIVE + DRAINING, and when counted.
+    instances: Option<(u32, Instant)>,
+    /// DRAINING, at the last budget read.
+    draining: u32,
+    /// The newest plan's intent and culprit.
+    intent: EcsIntent,
     culprit: Option<String>,
-    culprit_on: Option<String>,
+    decided: Option<Decided>,
+    /// A drain episode's first claim was made: later tries check for room first.
+    claimed_once: bool,
+    /// A suppression was counted in this drain episode.
+    suppressed: bool,
+    /// "Drained by someone else" was said in this episode.
+    someone_else_said: bool,
+    leaving_said: bool,
+    observed: Option<EcsAction>,
+    view_failed: bool,
+    /// The value of the mark this instance put last (a claim or a drain).
+    mark: Option<String>,
+    /// The culprit last sent, so each family is put once.
     culprit_sent: Option<String>,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+    verify_tries: u32,
+    /// When the next idle read is due.
+    idle_at: Instant,
 }
 
 impl Machine {
-    pub fn new(me: &str, max_draining_percent: f64, observe: bool) -> Self {
+    /// `seed` drives the jitter of the idle reads (deterministic for tests and the
+    /// simulation; random in the daemon).
+    pub fn new(
+        me: &str,
+        max_draining_percent: f64,
+        idle_read_percent: f64,
+        observe: bool,
+        undrain: bool,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
         Machine {
             phase: Phase::Idle,
             me: me.to_owned(),
             max_draining_percent,
+            idle_read_percent,
             observe,
-            view: 0,
-            acted: None,
-            view_failed: false,
-            retry_at: None,
-            backoff: Backoff::new(RETRY_FIRST, RETRY_MAX),
-            suppressed: false,
-            critical: false,
-            observed: None,
-            leaving_said: false,
+            undrain,
+            rng: fastrand::Rng::with_seed(seed),
+            known: None,
+            instances: None,
+            draining: 0,
+            intent: EcsIntent::Steady,
             culprit: None,
-            culprit_on: None,
+            decided: None,
+            claimed_once: false,
+            suppressed: false,
+            someone_else_said: false,
+            leaving_said: false,
+            observed: None,
+            view_failed: false,
+            mark: None,
             culprit_sent: None,
+            backoff: Backoff::new(RETRY_FIRST, RETRY_MAX).jittered(),
+            retry_at: None,
+            verify_tries: 0,
+            idle_at: now,
         }
     }
 
@@ -235,181 +351,259 @@ impl Machine {
         self.phase
     }
 
-    /// Plans and refreshes are only taken while idle; the actor waits for them then.
+    /// Plans are only taken while idle; the driver offers them then.
     pub fn is_idle(&self) -> bool {
         self.phase == Phase::Idle
     }
 
-    /// The first thing to do: read the view.
-    pub fn start(&mut self) -> Vec<Effect> {
-        self.read(Then::Nothing)
+    /// The first thing to do: an idle read spread over the first minute, so that a fleet
+    /// started by one Auto Scaling event does not read in the same second.
+    pub fn start(&mut self, now: Instant) -> Vec<Effect> {
+        let first = IDLE_MIN.mul_f64(self.rng.f64());
+        self.idle_at = now + first;
+        vec![Effect::RefreshIn(first)]
     }
 
-    /// `now` for timing retries; `wall` (the clock) for judging the age of claims.
+    /// `now` for timing; `wall` (the clock) for the marks' values and ages.
     pub fn handle(&mut self, event: Event, now: Instant, wall: SystemTime) -> Vec<Effect> {
         match (self.phase, event) {
-            (Phase::Idle, Event::Plan(wish)) => self.plan(wish, now),
-            (Phase::Idle, Event::RefreshDue) => {
-                // While this instance holds a drain below critical, each fresh view is
-                // followed by a check of the budget, until every instance agrees.
-                let mut effects = self.read(Then::Verify);
-                effects.insert(0, Effect::RefreshIn(VIEW_EVERY));
-                effects
+            (Phase::Idle, Event::Plan(wish)) => self.plan(wish, now, wall),
+            (Phase::Idle, Event::RefreshDue) => self.due(now),
+            (Phase::Viewing, Event::View(r)) => self.viewed(r, now),
+            (Phase::Reading, Event::Fresh(Ok(facts))) => self.decide(facts, now, wall),
+            (Phase::Reading, Event::Fresh(Err(e))) => {
+                self.delayed("read this instance's ECS status", e, now)
             }
-            (Phase::Reading(then), Event::View(r)) => self.viewed(then, r, now),
-            (Phase::Counting, Event::Count(Ok(c))) => {
-                match budget_room(c.draining, c.active + c.draining, self.max_draining_percent) {
-                    Ok(()) => self.go(Phase::Claiming, vec![Effect::Claim]),
-                    Err((draining, allowed)) => {
-                        // Said and counted once per episode: the budget is read again
-                        // with every fresh view while the disk stays full.
-                        let mut effects = self.count_suppression();
-                        if !effects.is_empty() {
-                            effects.push(Effect::Say(Note::Suppressed { draining, allowed }));
-                        }
+            (Phase::Prechecking, Event::Budget(Ok(b))) => {
+                let drains = self.drains(&b, now, None);
+                if drains.iter().any(|d| d.arn == self.me && d.draining) {
+                    return self.someone_else(now);
+                }
+                let mut with_me = drains;
+                with_me.push(DrainingInstance {
+                    arn: self.me.clone(),
+                    marked_at: Some(rfc3339(wall)),
+                    draining: false,
+                });
+                match self.verdict(&with_me, wall) {
+                    BudgetVerdict::Keep => self.claim(now, wall),
+                    BudgetVerdict::Undo { .. } => {
+                        let mut effects = self.suppressed_note(&with_me);
+                        self.settle_decision(now, false);
+                        effects.extend(self.rest(now));
                         self.go(Phase::Idle, effects)
                     }
                 }
             }
-            (Phase::Counting, Event::Count(Err(e))) => {
-                self.failed("count the cluster's instances", e, now)
+            (Phase::Prechecking, Event::Budget(Err(e))) => {
+                self.delayed("read the cluster's drains", e, now)
             }
             (Phase::Claiming, Event::Claimed(Ok(()))) => {
-                self.go(Phase::CheckingClaim, vec![Effect::ReadDrains])
+                self.go(Phase::ClaimWait, vec![Effect::RefreshIn(CLAIM_WAIT)])
             }
             (Phase::Claiming, Event::Claimed(Err(e))) => {
-                self.failed("claim a share of the drain budget", e, now)
+                self.delayed("claim a share of the drain budget", e, now)
             }
-            (Phase::CheckingClaim, Event::Drains(Ok(d))) => {
-                match budget_verdict(
-                    &self.me,
-                    &d.draining,
-                    d.instances,
-                    self.max_draining_percent,
-                    wall,
-                ) {
-                    BudgetVerdict::Keep => self.go(Phase::Draining, vec![Effect::SetDraining]),
+            (Phase::ClaimWait, Event::RefreshDue) => {
+                let instances = self.needs_count(now);
+                self.go(
+                    Phase::CheckingClaim,
+                    vec![Effect::ReadBudget { instances }],
+                )
+            }
+            (Phase::CheckingClaim, Event::Budget(Ok(b))) => {
+                let own = self.mark.clone();
+                let drains = self.drains(&b, now, own.as_deref());
+                if drains.iter().any(|d| d.arn == self.me && d.draining) {
+                    // Drained by someone else between the read and the claim: the mark
+                    // must not make it diskguard's.
+                    let mut effects = self.someone_else(now);
+                    effects.insert(0, Effect::Withdraw);
+                    return self.go(Phase::Withdrawing, effects);
+                }
+                match self.verdict(&drains, wall) {
+                    BudgetVerdict::Keep => self.go(
+                        Phase::Draining { critical: false },
+                        vec![Effect::SetDraining],
+                    ),
                     BudgetVerdict::Undo { rank, room } => {
                         let mut effects = self.count_suppression();
                         effects.push(Effect::Say(Note::LostClaim { rank, room }));
                         effects.push(Effect::Withdraw);
+                        self.settle_decision(now, false);
                         self.go(Phase::Withdrawing, effects)
                     }
                 }
             }
-            (Phase::CheckingClaim, Event::Drains(Err(e))) => {
-                // The claim stays until the stale-mark rule removes it; it holds the budget
-                // for at most CLAIM_TTL.
-                self.failed("read the cluster's drains", e, now)
+            (Phase::CheckingClaim, Event::Budget(Err(e))) => {
+                // Never a drain on a failed read: the claim is withdrawn (or expires after
+                // CLAIM_TTL) and the decision tried again.
+                let mut effects = self.delayed("read the cluster's drains", e, now);
+                effects.push(Effect::Withdraw);
+                self.go(Phase::Withdrawing, effects)
             }
-            (Phase::Withdrawing, Event::Withdrawn(Ok(()))) => {
+            (Phase::Withdrawing, Event::Withdrawn(r)) => {
+                if r.is_ok() {
+                    self.forget_mark();
+                }
+                let effects = self.rest(now);
+                self.go(Phase::Idle, effects)
+            }
+            (Phase::Draining { critical }, Event::Drained(Ok(()))) => {
                 self.succeeded();
-                self.go(Phase::Idle, Vec::new())
-            }
-            (Phase::Withdrawing, Event::Withdrawn(Err(e))) => {
-                self.failed("withdraw the claim", e, now)
-            }
-            (Phase::Draining, Event::Drained(Ok(()))) => {
-                self.succeeded();
-                let critical = self.critical;
+                self.settle_decision(now, true);
+                self.learn(EcsStatus::Draining, now);
                 let mut effects = vec![Effect::Say(Note::Drained { critical })];
-                match self.culprit.clone() {
-                    Some(family) => {
-                        effects.push(Effect::CountCulprit(family.clone()));
-                        effects.push(Effect::SetCulprit(family.clone()));
-                        self.culprit_sent = Some(family);
-                        self.go(Phase::NamingCulprit { verify: true }, effects)
-                    }
-                    None => {
-                        effects.push(Effect::ReadDrains);
-                        self.go(Phase::Verifying { settle: true }, effects)
-                    }
+                if let Some(family) = self.culprit_sent.clone() {
+                    effects.push(Effect::CountCulprit(family));
                 }
-            }
-            (Phase::NamingCulprit { verify }, Event::CulpritSet(result)) => {
-                let mut effects = match result {
-                    Ok(()) => vec![Effect::Say(Note::CulpritNamed(
-                        self.culprit_sent.clone().unwrap_or_default(),
-                    ))],
-                    // Naming is worth a retry with the next episode, not a stop.
-                    Err(e) => {
-                        self.culprit_sent = None;
-                        vec![Effect::Say(Note::Failed {
-                            what: "name the culprit",
-                            error: e,
-                            retry_in: Duration::ZERO,
-                        })]
-                    }
-                };
-                if verify {
-                    effects.push(Effect::ReadDrains);
-                    self.go(Phase::Verifying { settle: true }, effects)
-                } else {
-                    effects.push(Effect::RefreshIn(SETTLE));
+                effects.push(self.show());
+                if critical || self.critical() {
+                    effects.extend(self.rest(now));
                     self.go(Phase::Idle, effects)
+                } else {
+                    self.verify_tries = 0;
+                    effects.push(Effect::RefreshIn(SETTLE));
+                    self.go(Phase::Settling, effects)
                 }
             }
-            (Phase::ClearingCulprit, Event::CulpritCleared(Ok(()))) => {
-                self.succeeded();
-                self.culprit_sent = None;
-                self.after_action(Some(Note::CulpritCleared))
+            (Phase::Draining { .. }, Event::Drained(Err(e))) => {
+                self.delayed("drain the container instance", e, now)
             }
-            (Phase::ClearingCulprit, Event::CulpritCleared(Err(e))) => {
-                self.failed("remove the culprit", e, now)
+            (Phase::Settling, Event::RefreshDue) => {
+                let instances = self.needs_count(now);
+                self.go(Phase::Verifying, vec![Effect::ReadBudget { instances }])
             }
-            (Phase::Draining, Event::Drained(Err(e))) => {
-                self.failed("drain the container instance", e, now)
-            }
-            (Phase::Verifying { settle }, Event::Drains(Ok(d))) => {
-                let verdict = if self.critical {
+            (Phase::Verifying, Event::Budget(Ok(b))) => {
+                let own = self.mark.clone();
+                let drains = self.drains(&b, now, own.as_deref());
+                let verdict = if self.critical() {
                     BudgetVerdict::Keep
                 } else {
-                    budget_verdict(
-                        &self.me,
-                        &d.draining,
-                        d.instances,
-                        self.max_draining_percent,
-                        wall,
-                    )
+                    self.verdict(&drains, wall)
                 };
                 match verdict {
-                    // Right after the drain, look again once slower drains are visible.
-                    BudgetVerdict::Keep if settle => self.after_action(None),
-                    BudgetVerdict::Keep => self.go(Phase::Idle, Vec::new()),
+                    BudgetVerdict::Keep => {
+                        let mut effects = vec![self.show()];
+                        effects.extend(self.rest(now));
+                        self.go(Phase::Idle, effects)
+                    }
                     BudgetVerdict::Undo { rank, room } => {
                         let mut effects = self.count_suppression();
                         effects.push(Effect::Say(Note::Undone { rank, room }));
-                        effects.push(Effect::Activate);
+                        effects.push(Effect::Activate { keep_culprit: true });
+                        self.settle_decision(now, false);
                         self.go(Phase::Activating { undo: true }, effects)
                     }
                 }
             }
-            (Phase::Verifying { .. }, Event::Drains(Err(e))) => {
-                self.failed("read the cluster's DRAINING instances", e, now)
+            (Phase::Verifying, Event::Budget(Err(error))) => {
+                // The drain was decided on a good read; it is kept. The re-check is tried
+                // a few times, since a drain made elsewhere at the same time may need it.
+                self.verify_tries += 1;
+                let retry_in = self.backoff.failed_with(self.rng.f64());
+                let mut effects = vec![Effect::Say(Note::Failed {
+                    what: "check the drain budget again after draining",
+                    error,
+                    retry_in,
+                })];
+                if self.verify_tries < VERIFY_TRIES {
+                    effects.push(Effect::RefreshIn(retry_in));
+                    self.go(Phase::Settling, effects)
+                } else {
+                    self.backoff.succeeded();
+                    effects.extend(self.rest(now));
+                    self.go(Phase::Idle, effects)
+                }
             }
-            (Phase::AskingLifecycle, Event::Lifecycle(Lifecycle::InService)) => {
+            (Phase::NamingCulprit, Event::CulpritSet(result)) => {
+                let effects = match result {
+                    Ok(()) => {
+                        let family = self.culprit_sent.clone().unwrap_or_default();
+                        if let Some((facts, _)) = self.known.as_mut() {
+                            facts.culprit = Some(family.clone());
+                        }
+                        vec![Effect::Say(Note::CulpritNamed(family)), self.show()]
+                    }
+                    // Naming is worth a retry with the next eviction, not a stop.
+                    Err(error) => {
+                        self.culprit_sent = None;
+                        vec![Effect::Say(Note::Failed {
+                            what: "name the culprit",
+                            error,
+                            retry_in: Duration::ZERO,
+                        })]
+                    }
+                };
+                self.go(Phase::Idle, effects)
+            }
+            (Phase::ClearingCulprit, Event::CulpritCleared(Ok(()))) => {
+                self.succeeded();
+                self.culprit_sent = None;
+                if let Some((facts, _)) = self.known.as_mut() {
+                    facts.culprit = None;
+                }
+                self.settle_decision(now, true);
+                let mut effects = vec![Effect::Say(Note::CulpritCleared), self.show()];
+                effects.extend(self.rest(now));
+                self.go(Phase::Idle, effects)
+            }
+            (Phase::ClearingCulprit, Event::CulpritCleared(Err(e))) => {
+                self.failed("remove the culprit", e, now)
+            }
+            (Phase::AskingLifecycle, Event::Lifecycle(Ok(Lifecycle::InService))) => {
                 self.leaving_said = false;
-                self.go(Phase::Activating { undo: false }, vec![Effect::Activate])
+                self.go(
+                    Phase::Activating { undo: false },
+                    vec![Effect::Activate {
+                        keep_culprit: false,
+                    }],
+                )
             }
-            (Phase::AskingLifecycle, Event::Lifecycle(Lifecycle::Leaving(state))) => {
-                self.phase = Phase::Idle;
-                if std::mem::replace(&mut self.leaving_said, true) {
+            (Phase::AskingLifecycle, Event::Lifecycle(Ok(Lifecycle::Leaving(state)))) => {
+                self.settle_decision(now, false);
+                let mut effects = if std::mem::replace(&mut self.leaving_said, true) {
                     Vec::new()
                 } else {
                     vec![Effect::Say(Note::Leaving(state))]
-                }
+                };
+                effects.extend(self.rest(now));
+                self.go(Phase::Idle, effects)
+            }
+            (Phase::AskingLifecycle, Event::Lifecycle(Err(e))) => {
+                self.failed("read the Auto Scaling lifecycle state", e, now)
             }
             (Phase::Activating { undo }, Event::Activated(Ok(()))) => {
                 self.succeeded();
-                let note = if undo { None } else { Some(Note::Undrained) };
-                self.after_action(note)
+                self.forget_mark();
+                if let Some((facts, _)) = self.known.as_mut() {
+                    facts.status = EcsStatus::Active;
+                    if !undo {
+                        facts.culprit = None;
+                    }
+                }
+                if !undo {
+                    self.culprit_sent = None;
+                    self.settle_decision(now, true);
+                }
+                let mut effects: Vec<Effect> = (!undo)
+                    .then_some(Effect::Say(Note::Undrained))
+                    .into_iter()
+                    .collect();
+                effects.push(self.show());
+                effects.extend(self.rest(now));
+                self.go(Phase::Idle, effects)
             }
             (Phase::Activating { .. }, Event::Activated(Err(e))) => {
                 self.failed("set the container instance ACTIVE again", e, now)
             }
             (Phase::RemovingMark, Event::MarkRemoved(Ok(()))) => {
                 self.succeeded();
-                self.after_action(Some(Note::StaleMarkRemoved))
+                self.forget_mark();
+                self.settle_decision(now, true);
+                let mut effects = vec![Effect::Say(Note::StaleMarkRemoved), self.show()];
+                effects.extend(self.rest(now));
+                self.go(Phase::Idle, effects)
             }
             (Phase::RemovingMark, Event::MarkRemoved(Err(e))) => {
                 self.failed("remove the stale drain mark", e, now)
@@ -424,27 +618,21 @@ impl Machine {
         effects
     }
 
-    fn read(&mut self, then: Then) -> Vec<Effect> {
-        self.go(Phase::Reading(then), vec![Effect::ReadView])
+    fn critical(&self) -> bool {
+        matches!(self.intent, EcsIntent::Drain { critical: true })
     }
 
-    fn plan(&mut self, wish: Wish, now: Instant) -> Vec<Effect> {
-        let wants_drain = matches!(
-            wish.decision,
-            EcsDecision::Drain { .. } | EcsDecision::DrainSuppressed { .. }
-        );
-        if !wants_drain {
-            // The episode is over: the next time the disk fills, a suppression counts again.
+    fn plan(&mut self, wish: Wish, now: Instant, wall: SystemTime) -> Vec<Effect> {
+        if !matches!(wish.intent, EcsIntent::Drain { .. }) {
+            // The episode is over: the next time the disk fills, it all counts again.
             self.suppressed = false;
+            self.claimed_once = false;
+            self.someone_else_said = false;
         }
-        self.critical = wish.critical;
+        self.intent = wish.intent;
         self.culprit = wish.culprit.clone();
         if self.retry_at.is_some_and(|at| now < at) {
             return Vec::new();
-        }
-        if self.view_failed {
-            // The next plan is made from the fresh view.
-            return self.read(Then::Nothing);
         }
         // An eviction names the culprit at once, whatever else the plan asks.
         if let Some(family) = wish
@@ -452,97 +640,304 @@ impl Machine {
             .as_ref()
             .filter(|_| wish.evicting && !self.observe)
         {
-            if self.culprit_on.as_ref() != Some(family)
-                && self.culprit_sent.as_ref() != Some(family)
-            {
+            let on = self.known.as_ref().and_then(|(f, _)| f.culprit.as_ref());
+            if on != Some(family) && self.culprit_sent.as_ref() != Some(family) {
                 self.culprit_sent = Some(family.clone());
                 return self.go(
-                    Phase::NamingCulprit { verify: false },
+                    Phase::NamingCulprit,
                     vec![Effect::SetCulprit(family.clone())],
                 );
             }
         }
-        if wish.decision == EcsDecision::None {
-            // Nothing asked: whatever is asked next is a new episode, acted on with the
-            // view at hand rather than a minute later with the next one.
-            self.observed = None;
-            self.acted = None;
+        if !self.wants_decision(now) {
             return Vec::new();
         }
-        let fresh = match self.acted {
-            Some((view, critical)) if view == self.view => wish.critical && !critical,
-            _ => true,
-        };
-        if wish.view != Some(self.view) || !fresh {
-            return Vec::new();
-        }
-        if self.observe {
-            if self.observed.as_ref() == Some(&wish.decision) {
-                return Vec::new();
+        // A read younger than FRESH is as good as a new one.
+        match &self.known {
+            Some((facts, at)) if now.duration_since(*at) < FRESH => {
+                let facts = facts.clone();
+                self.decide(facts, now, wall)
             }
-            self.observed = Some(wish.decision.clone());
-            return vec![Effect::Say(Note::Observed(wish.decision))];
-        }
-        self.acted = Some((self.view, wish.critical));
-        match wish.decision {
-            EcsDecision::Drain { .. } | EcsDecision::DrainSuppressed { .. } if wish.critical => {
-                self.go(Phase::Draining, vec![Effect::Drain])
-            }
-            EcsDecision::Drain { .. } | EcsDecision::DrainSuppressed { .. } => {
-                self.go(Phase::Counting, vec![Effect::ReadCount])
-            }
-            EcsDecision::Undrain => self.read(Then::Undrain),
-            EcsDecision::RemoveStaleMark => self.go(Phase::RemovingMark, vec![Effect::RemoveMark]),
-            EcsDecision::ClearCulprit => {
-                self.go(Phase::ClearingCulprit, vec![Effect::ClearCulprit])
-            }
-            EcsDecision::None => Vec::new(),
+            _ => self.go(Phase::Reading, vec![Effect::ReadFresh]),
         }
     }
 
-    fn viewed(
-        &mut self,
-        then: Then,
-        result: Result<ViewFacts, String>,
-        now: Instant,
-    ) -> Vec<Effect> {
-        let facts = match result {
-            Ok(f) => f,
-            Err(e) => {
-                let first = !self.view_failed;
-                self.view_failed = true;
-                let mut effects = self.back_off(now);
-                if first {
-                    effects.insert(0, Effect::Say(Note::ViewFailed(e)));
+    /// Whether the newest intent calls for a decision now.
+    fn wants_decision(&self, now: Instant) -> bool {
+        let again = |d: &Decided| d.intent != self.intent || (!d.settled && now >= d.at + RECHECK);
+        match self.intent {
+            EcsIntent::Steady | EcsIntent::Recovered => {
+                // Only when what is known asks for an action: a healthy idle node reads
+                // nothing more than its idle reads.
+                let Some((facts, _)) = &self.known else {
+                    return false;
+                };
+                let action = ecs_action(
+                    self.intent,
+                    &facts.status,
+                    facts.mark.is_some(),
+                    facts.culprit.is_some(),
+                    self.undrain,
+                );
+                action != EcsAction::None && self.decided.as_ref().is_none_or(again)
+            }
+            EcsIntent::Drain { .. } => self.decided.as_ref().is_none_or(again),
+        }
+    }
+
+    /// A fresh read is in: act on it.
+    fn decide(&mut self, facts: ViewFacts, now: Instant, wall: SystemTime) -> Vec<Effect> {
+        let mut effects = self.recovered_view();
+        self.known = Some((facts.clone(), now));
+        if let Some(n) = facts.instances {
+            self.instances = Some((n, now));
+        }
+        effects.push(self.show());
+        let action = ecs_action(
+            self.intent,
+            &facts.status,
+            facts.mark.is_some(),
+            facts.culprit.is_some(),
+            self.undrain,
+        );
+        if self.observe {
+            self.settle_decision(now, true);
+            if action != EcsAction::None && self.observed != Some(action) {
+                effects.push(Effect::Say(Note::Observed(action)));
+            }
+            self.observed = Some(action);
+            return self.go(Phase::Idle, effects);
+        }
+        let drained_by_us = facts.status == EcsStatus::Draining && facts.mark.is_some();
+        match action {
+            EcsAction::None => {
+                let someone_else = matches!(self.intent, EcsIntent::Drain { .. })
+                    && facts.status == EcsStatus::Draining
+                    && !drained_by_us;
+                if someone_else {
+                    effects.extend(self.someone_else(now));
+                    return self.go(Phase::Idle, effects);
                 }
-                self.phase = Phase::Idle;
-                return effects;
+                self.settle_decision(now, true);
+                effects.extend(self.rest(now));
+                self.go(Phase::Idle, effects)
             }
-        };
-        let mut effects = Vec::new();
-        if std::mem::replace(&mut self.view_failed, false) {
-            effects.push(Effect::Say(Note::ViewRecovered));
-        }
-        self.view = facts.generation;
-        self.culprit_on = facts.culprit.clone();
-        let ours_draining = facts.status == EcsStatus::Draining && facts.ours;
-        if then == Then::Undrain {
-            // The re-read was this view's action: a plan made from it does not ask again,
-            // so an instance left DRAINING is looked at once a minute, not every second.
-            self.acted = Some((facts.generation, self.critical));
-        }
-        let next = match then {
-            Then::Undrain if ours_draining => {
+            EcsAction::Drain if self.critical() => {
+                let mark = rfc3339(wall);
+                self.mark = Some(mark.clone());
+                let culprit = self.culprit_to_send();
+                effects.push(Effect::Drain { mark, culprit });
+                self.go(Phase::Draining { critical: true }, effects)
+            }
+            EcsAction::Drain if self.claimed_once => {
+                // A retry after a suppression: claim only if there is room at all.
+                let instances = self.needs_count(now);
+                effects.push(Effect::ReadBudget { instances });
+                self.go(Phase::Prechecking, effects)
+            }
+            EcsAction::Drain => {
+                let mut claim = self.claim(now, wall);
+                effects.append(&mut claim);
+                effects
+            }
+            EcsAction::Undrain => {
                 effects.push(Effect::ReadLifecycle);
-                Phase::AskingLifecycle
+                self.go(Phase::AskingLifecycle, effects)
             }
-            Then::Verify if ours_draining && !self.critical => {
-                effects.push(Effect::ReadDrains);
-                Phase::Verifying { settle: false }
+            EcsAction::RemoveStaleMark => {
+                effects.push(Effect::RemoveMark);
+                self.go(Phase::RemovingMark, effects)
             }
-            _ => Phase::Idle,
+            EcsAction::ClearCulprit => {
+                effects.push(Effect::ClearCulprit);
+                self.go(Phase::ClearingCulprit, effects)
+            }
+        }
+    }
+
+    fn claim(&mut self, _now: Instant, wall: SystemTime) -> Vec<Effect> {
+        self.claimed_once = true;
+        let mark = rfc3339(wall);
+        self.mark = Some(mark.clone());
+        let culprit = self.culprit_to_send();
+        self.go(Phase::Claiming, vec![Effect::Claim { mark, culprit }])
+    }
+
+    /// The culprit to put with a claim or drain, once per family.
+    fn culprit_to_send(&mut self) -> Option<String> {
+        let family = self.culprit.clone()?;
+        let on = self.known.as_ref().and_then(|(f, _)| f.culprit.clone());
+        if on.as_ref() == Some(&family) || self.culprit_sent.as_ref() == Some(&family) {
+            // Already named: counted again as an incident when the drain is made.
+            self.culprit_sent = Some(family);
+            return None;
+        }
+        self.culprit_sent = Some(family.clone());
+        Some(family)
+    }
+
+    /// The instance is DRAINING without diskguard's mark: never touched. Said once per
+    /// episode; the decision is taken again after RECHECK in case it is set ACTIVE.
+    fn someone_else(&mut self, now: Instant) -> Vec<Effect> {
+        self.settle_decision(now, false);
+        let mut effects = Vec::new();
+        if !std::mem::replace(&mut self.someone_else_said, true) {
+            effects.push(Effect::Say(Note::DrainedBySomeoneElse));
+        }
+        effects.extend(self.rest(now));
+        self.phase = Phase::Idle;
+        effects
+    }
+
+    fn settle_decision(&mut self, now: Instant, settled: bool) {
+        // A RECHECK is spread by jitter, so that instances suppressed together do not
+        // retry in the same second.
+        let at = if settled {
+            now
+        } else {
+            now - RECHECK + RECHECK.mul_f64(1.0 + 0.2 * self.rng.f64())
         };
-        self.go(next, effects)
+        self.decided = Some(Decided {
+            intent: self.intent,
+            at,
+            settled,
+        });
+    }
+
+    /// The timer's due: an idle read, or a retry.
+    fn due(&mut self, now: Instant) -> Vec<Effect> {
+        if now >= self.idle_at {
+            let instances = self.needs_count(now);
+            return self.go(Phase::Viewing, vec![Effect::ReadView { instances }]);
+        }
+        if self.retry_at.is_some_and(|at| now >= at) {
+            self.retry_at = None;
+            // The decision is taken again with the newest intent, on a fresh read.
+            self.decided = None;
+            if self.wants_decision(now) {
+                return self.go(Phase::Reading, vec![Effect::ReadFresh]);
+            }
+        }
+        self.rest(now)
+    }
+
+    fn viewed(&mut self, result: Result<ViewFacts, Failure>, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match result {
+            Ok(facts) => {
+                effects.extend(self.recovered_view());
+                if let Some(n) = facts.instances {
+                    self.instances = Some((n, now));
+                }
+                let changed = self.known.as_ref().is_none_or(|(k, _)| {
+                    (&k.status, &k.mark, &k.culprit) != (&facts.status, &facts.mark, &facts.culprit)
+                });
+                if changed {
+                    // Someone changed this instance: the decision is taken again.
+                    self.decided = None;
+                }
+                self.known = Some((facts, now));
+                effects.push(self.show());
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.view_failed, true) {
+                    effects.push(Effect::Say(Note::ViewFailed(e)));
+                }
+            }
+        }
+        // Spaced by the cluster's size as now known, with jitter.
+        let every = idle_every(
+            self.instances.map_or(1, |(n, _)| n),
+            self.idle_read_percent,
+        );
+        self.idle_at = now + every.mul_f64(1.0 + 0.2 * self.rng.f64());
+        effects.extend(self.rest(now));
+        self.go(Phase::Idle, effects)
+    }
+
+    fn recovered_view(&mut self) -> Vec<Effect> {
+        if std::mem::replace(&mut self.view_failed, false) {
+            vec![Effect::Say(Note::ViewRecovered)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Whether a read should learn the cluster's size again.
+    fn needs_count(&self, now: Instant) -> bool {
+        self.instances
+            .is_none_or(|(_, at)| now.duration_since(at) >= COUNT_EVERY)
+    }
+
+    /// The cluster's drains and claims as the budget rule takes them; this instance's own
+    /// claim added when a lagging read does not show it yet.
+    fn drains(&mut self, b: &Budget, now: Instant, own: Option<&str>) -> Vec<DrainingInstance> {
+        if let Some(n) = b.instances {
+            self.instances = Some((n, now));
+        }
+        self.draining = u32::try_from(b.draining.len()).unwrap_or(u32::MAX);
+        let mut list: Vec<DrainingInstance> = b
+            .marks
+            .iter()
+            .map(|(arn, mark)| DrainingInstance {
+                arn: arn.clone(),
+                marked_at: Some(mark.clone()),
+                draining: b.draining.contains(arn),
+            })
+            .collect();
+        for arn in &b.draining {
+            if !b.marks.iter().any(|(a, _)| a == arn) {
+                list.push(DrainingInstance {
+                    arn: arn.clone(),
+                    marked_at: None,
+                    draining: true,
+                });
+            }
+        }
+        if let Some(mark) = own {
+            // After draining, this instance is DRAINING whatever a lagging read says.
+            let drained = self.phase == Phase::Verifying;
+            match list.iter_mut().find(|d| d.arn == self.me) {
+                Some(d) => {
+                    d.marked_at = Some(mark.to_owned());
+                    d.draining |= drained;
+                }
+                None => list.push(DrainingInstance {
+                    arn: self.me.clone(),
+                    marked_at: Some(mark.to_owned()),
+                    draining: drained,
+                }),
+            }
+        }
+        list
+    }
+
+    fn verdict(&self, drains: &[DrainingInstance], wall: SystemTime) -> BudgetVerdict {
+        let instances = self.instances.map_or(1, |(n, _)| n);
+        budget_verdict(
+            &self.me,
+            drains,
+            instances,
+            self.max_draining_percent,
+            wall,
+        )
+    }
+
+    fn suppressed_note(&mut self, drains: &[DrainingInstance]) -> Vec<Effect> {
+        let instances = self.instances.map_or(1, |(n, _)| n);
+        let allowed = drain_budget(self.max_draining_percent, instances);
+        let busy = drains
+            .iter()
+            .filter(|d| d.arn != self.me && (d.draining || d.marked_at.is_some()))
+            .count();
+        let mut effects = self.count_suppression();
+        if !effects.is_empty() {
+            effects.push(Effect::Say(Note::Suppressed {
+                draining: u32::try_from(busy).unwrap_or(u32::MAX),
+                allowed,
+            }));
+        }
+        effects
     }
 
     /// A suppression counts once per drain episode.
@@ -554,12 +949,59 @@ impl Machine {
         }
     }
 
-    fn after_action(&mut self, note: Option<Note>) -> Vec<Effect> {
-        let mut effects: Vec<Effect> = note.into_iter().map(Effect::Say).collect();
-        self.phase = Phase::Reading(Then::Nothing);
-        effects.push(Effect::ReadView);
-        effects.push(Effect::RefreshIn(SETTLE));
-        effects
+    fn learn(&mut self, status: EcsStatus, now: Instant) {
+        let mark = self.mark.clone();
+        match self.known.as_mut() {
+            Some((facts, at)) => {
+                facts.status = status;
+                facts.mark = mark;
+                *at = now;
+            }
+            None => {
+                self.known = Some((
+                    ViewFacts {
+                        status,
+                        mark,
+                        culprit: None,
+                        instances: None,
+                    },
+                    now,
+                ));
+            }
+        }
+        if let (Some(family), Some((facts, _))) = (self.culprit_sent.clone(), self.known.as_mut()) {
+            facts.culprit = Some(family);
+        }
+    }
+
+    fn forget_mark(&mut self) {
+        self.mark = None;
+        if let Some((facts, _)) = self.known.as_mut() {
+            facts.mark = None;
+        }
+    }
+
+    fn show(&self) -> Effect {
+        let (status, mark, culprit) = match &self.known {
+            Some((f, _)) => (f.status.clone(), f.mark.clone(), f.culprit.clone()),
+            None => (EcsStatus::Other("UNKNOWN".into()), None, None),
+        };
+        Effect::Show(Known {
+            status,
+            mark,
+            culprit,
+            instances: self.instances.map_or(0, |(n, _)| n),
+            draining: self.draining,
+        })
+    }
+
+    /// Idle: the timer is set for whichever comes first, the next idle read or a retry.
+    fn rest(&self, now: Instant) -> Vec<Effect> {
+        let next = match self.retry_at {
+            Some(at) if at < self.idle_at => at,
+            _ => self.idle_at,
+        };
+        vec![Effect::RefreshIn(next.saturating_duration_since(now))]
     }
 
     fn succeeded(&mut self) {
@@ -567,25 +1009,34 @@ impl Machine {
         self.retry_at = None;
     }
 
-    fn back_off(&mut self, now: Instant) -> Vec<Effect> {
-        let wait = self.backoff.failed();
-        self.retry_at = Some(now + wait);
-        vec![Effect::RefreshIn(wait)]
-    }
-
-    /// A call failed: wait (doubling), then read the view afresh — it shows what the
-    /// failed call left behind — and act on the plan made from it.
-    fn failed(&mut self, what: &'static str, error: String, now: Instant) -> Vec<Effect> {
-        let mut effects = self.back_off(now);
-        let retry_in = self.retry_at.map_or(Duration::ZERO, |at| at - now);
-        effects.insert(
-            0,
-            Effect::Say(Note::Failed {
+    /// A decision waits on a failed call: counted, logged, tried again with backoff on a
+    /// fresh read; nothing is decided on the failure.
+    fn delayed(&mut self, what: &'static str, error: Failure, now: Instant) -> Vec<Effect> {
+        let retry_in = self.backoff.failed_with(self.rng.f64());
+        self.retry_at = Some(now + retry_in);
+        let mut effects = vec![
+            Effect::CountDelayed,
+            Effect::Say(Note::Delayed {
                 what,
                 error,
                 retry_in,
             }),
-        );
+        ];
+        effects.extend(self.rest(now));
+        self.go(Phase::Idle, effects)
+    }
+
+    /// An action failed: wait (doubling), then decide again on a fresh read — it shows
+    /// what the failed call left behind.
+    fn failed(&mut self, what: &'static str, error: Failure, now: Instant) -> Vec<Effect> {
+        let retry_in = self.backoff.failed_with(self.rng.f64());
+        self.retry_at = Some(now + retry_in);
+        let mut effects = vec![Effect::Say(Note::Failed {
+            what,
+            error,
+            retry_in,
+        })];
+        effects.extend(self.rest(now));
         self.go(Phase::Idle, effects)
     }
 }

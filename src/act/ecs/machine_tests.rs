@@ -1,10 +1,9 @@
 //! The ECS actor's rules as tables: events in, effects out — no ECS, no clock.
 
-use std::time::SystemTime;
-
 use super::*;
 
 const ME: &str = "arn:aws:ecs:us-east-1:1:container-instance/prod/me";
+const OTHER: &str = "arn:aws:ecs:us-east-1:1:container-instance/prod/other";
 
 fn t0() -> Instant {
     // Any fixed instant works: the machine only compares and adds.
@@ -12,669 +11,503 @@ fn t0() -> Instant {
     *T0.get_or_init(Instant::now)
 }
 
-fn at(secs: u64) -> Instant {
-    t0() + Duration::from_secs(secs)
+/// The wall clock the claims are judged by.
+fn wall0() -> SystemTime {
+    humantime::parse_rfc3339("2026-11-28T10:00:00Z").expect("time")
 }
 
-/// The wall clock the claims are judged by: marks in these tables are from ~10:00:00.
-fn wall() -> SystemTime {
-    humantime::parse_rfc3339("2026-11-28T10:00:05Z").expect("time")
+/// A machine and a clock; `feed` advances nothing, `after` advances both clocks.
+struct Table {
+    m: Machine,
+    now: Duration,
 }
 
-fn view(generation: u64, status: EcsStatus, ours: bool) -> Event {
-    Event::View(Ok(ViewFacts {
-        generation,
+impl Table {
+    fn new(observe: bool) -> Self {
+        Table {
+            m: Machine::new(ME, 10.0, 10.0, observe, true, 7, t0()),
+            now: Duration::ZERO,
+        }
+    }
+
+    fn feed(&mut self, event: Event) -> Vec<Effect> {
+        self.m.handle(event, t0() + self.now, wall0() + self.now)
+    }
+
+    fn after(&mut self, d: Duration) -> &mut Self {
+        self.now += d;
+        self
+    }
+
+    /// The machine has read this instance once (an idle read), in a cluster of `n`.
+    fn known(&mut self, status: EcsStatus, mark: bool, n: u32) {
+        self.m.idle_at = t0() + self.now;
+        let e = self.feed(Event::RefreshDue);
+        assert!(matches!(e[..], [Effect::ReadView { .. }]), "{e:?}");
+        self.feed(Event::View(Ok(facts(status, mark, Some(n)))));
+        // Older than FRESH: a decision reads again.
+        self.now += Duration::from_secs(10);
+    }
+
+    fn plan(&mut self, intent: EcsIntent) -> Vec<Effect> {
+        self.feed(Event::Plan(Wish {
+            intent,
+            culprit: Some("bad-task".into()),
+            evicting: false,
+        }))
+    }
+}
+
+fn facts(status: EcsStatus, mark: bool, instances: Option<u32>) -> ViewFacts {
+    ViewFacts {
         status,
-        ours,
+        mark: mark.then(|| "2026-11-28T09:00:00.000Z".into()),
         culprit: None,
-    }))
-}
-
-fn wish(decision: EcsDecision, critical: bool, view: u64) -> Event {
-    Event::Plan(Wish {
-        decision,
-        critical,
-        view: Some(view),
-        culprit: None,
-        evicting: false,
-    })
-}
-
-fn drain() -> EcsDecision {
-    EcsDecision::Drain { over_budget: false }
-}
-
-fn count(active: u32, draining: u32) -> Event {
-    Event::Count(Ok(Count { active, draining }))
-}
-
-fn drains(list: &[(&str, Option<&str>)], instances: u32) -> Event {
-    Event::Drains(Ok(Drains {
-        draining: list
-            .iter()
-            .map(|(arn, mark)| DrainingInstance {
-                arn: (*arn).to_owned(),
-                marked_at: mark.map(str::to_owned),
-                draining: true,
-            })
-            .collect(),
         instances,
-    }))
-}
-
-/// ACTIVE instances holding diskguard's mark: claims.
-fn claims(list: &[(&str, &str)], instances: u32) -> Event {
-    Event::Drains(Ok(Drains {
-        draining: list
-            .iter()
-            .map(|(arn, mark)| DrainingInstance {
-                arn: (*arn).to_owned(),
-                marked_at: Some((*mark).to_owned()),
-                draining: false,
-            })
-            .collect(),
-        instances,
-    }))
-}
-
-/// A machine that has read its first view (generation 1, ACTIVE, no mark).
-/// What a drain the budget holds back does: counted, and said with the count it read.
-fn suppressed(draining: u32, allowed: u32) -> Vec<Effect> {
-    vec![
-        Effect::CountSuppressed,
-        Effect::Say(Note::Suppressed { draining, allowed }),
-    ]
-}
-
-fn started(observe: bool) -> Machine {
-    let mut m = Machine::new(ME, 10.0, observe);
-    assert_eq!(m.start(), vec![Effect::ReadView]);
-    assert_eq!(
-        m.handle(view(1, EcsStatus::Active, false), at(0), wall()),
-        vec![]
-    );
-    assert!(m.is_idle());
-    m
-}
-
-/// Feeds each event at its time and checks the effects, row by row.
-fn table(m: &mut Machine, rows: Vec<(u64, Event, Vec<Effect>)>) {
-    for (i, (secs, event, want)) in rows.into_iter().enumerate() {
-        let got = m.handle(event.clone(), at(secs), wall());
-        assert_eq!(got, want, "row {i}: {event:?} (phase now {:?})", m.phase());
     }
 }
 
-#[test]
-fn a_drain_reads_the_budget_fresh_then_checks_it_again_after() {
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-            (1, count(10, 0), vec![Effect::Claim]),
-            (1, Event::Claimed(Ok(())), vec![Effect::ReadDrains]),
-            (
-                1,
-                claims(&[(ME, "2026-11-28T10:00:00.100Z")], 10),
-                vec![Effect::SetDraining],
-            ),
-            (
-                1,
-                Event::Drained(Ok(())),
-                vec![
-                    Effect::Say(Note::Drained { critical: false }),
-                    Effect::ReadDrains,
-                ],
-            ),
-            (
-                1,
-                drains(&[(ME, Some("2026-11-28T10:00:00.100Z"))], 10),
-                vec![Effect::ReadView, Effect::RefreshIn(SETTLE)],
-            ),
-            (1, view(2, EcsStatus::Draining, true), vec![]),
-            // SETTLE later: a slower instance's earlier mark is now visible.
-            (
-                6,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (
-                6,
-                view(3, EcsStatus::Draining, true),
-                vec![Effect::ReadDrains],
-            ),
-            (
-                6,
-                drains(
-                    &[
-                        ("arn:other", Some("2026-11-28T10:00:00.050Z")),
-                        (ME, Some("2026-11-28T10:00:00.100Z")),
-                    ],
-                    10,
-                ),
-                vec![
-                    Effect::CountSuppressed,
-                    Effect::Say(Note::Undone { rank: 1, room: 1 }),
-                    Effect::Activate,
-                ],
-            ),
-            (
-                6,
-                Event::Activated(Ok(())),
-                vec![Effect::ReadView, Effect::RefreshIn(SETTLE)],
-            ),
-            (6, view(4, EcsStatus::Active, false), vec![]),
-            // Still full: the fresh count says the budget is spent; not counted twice.
-            (7, wish(drain(), false, 4), vec![Effect::ReadCount]),
-            (7, count(9, 1), vec![]),
-        ],
-    );
+fn drain() -> EcsIntent {
+    EcsIntent::Drain { critical: false }
 }
 
-#[test]
-fn one_action_per_fresh_view() {
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-            (1, count(9, 1), suppressed(1, 1)),
-            // Same view: no second count.
-            (2, wish(drain(), false, 1), vec![]),
-            // A plan made from an older view than the newest: nothing.
-            (2, wish(drain(), false, 0), vec![]),
-            // Turning critical on the same view: drains past the budget at once.
-            (3, wish(drain(), true, 1), vec![Effect::Drain]),
-            (
-                3,
-                Event::Drained(Err("throttled".into())),
-                vec![
-                    Effect::Say(Note::Failed {
-                        what: "drain the container instance",
-                        error: "throttled".into(),
-                        retry_in: Duration::from_secs(1),
-                    }),
-                    Effect::RefreshIn(Duration::from_secs(1)),
-                ],
-            ),
-            (5, wish(drain(), true, 1), vec![]),
-            (
-                60,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (60, view(2, EcsStatus::Active, false), vec![]),
-            (61, wish(drain(), false, 2), vec![Effect::ReadCount]),
-        ],
-    );
+fn budget(draining: &[&str], marks: &[(&str, &str)], instances: Option<u32>) -> Event {
+    Event::Budget(Ok(Budget {
+        instances,
+        draining: draining.iter().map(|a| (*a).to_owned()).collect(),
+        marks: marks
+            .iter()
+            .map(|(a, m)| ((*a).to_owned(), (*m).to_owned()))
+            .collect(),
+    }))
 }
 
-#[test]
-fn a_suppression_counts_once_per_episode() {
-    let mut m = started(false);
-    let suppressed = suppressed(1, 1);
-    let refresh = |g| {
-        vec![
-            (
-                0,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (0, view(g, EcsStatus::Active, false), vec![]),
-        ]
-    };
-    let mut rows = vec![
-        (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-        (1, count(9, 1), suppressed.clone()),
-    ];
-    rows.extend(refresh(2));
-    rows.extend([
-        (2, wish(drain(), false, 2), vec![Effect::ReadCount]),
-        (2, count(9, 1), vec![]),
-        // The disk recovered: the episode ends.
-        (3, wish(EcsDecision::None, false, 2), vec![]),
-    ]);
-    rows.extend(refresh(3));
-    rows.extend([
-        (4, wish(drain(), false, 3), vec![Effect::ReadCount]),
-        (4, count(9, 1), suppressed),
-    ]);
-    table(&mut m, rows);
+fn has(effects: &[Effect], want: impl Fn(&Effect) -> bool) -> bool {
+    effects.iter().any(want)
 }
 
-#[test]
-fn critical_drains_past_the_budget_and_never_undoes() {
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            (1, wish(drain(), true, 1), vec![Effect::Drain]),
-            (
-                1,
-                Event::Drained(Ok(())),
-                vec![
-                    Effect::Say(Note::Drained { critical: true }),
-                    Effect::ReadDrains,
-                ],
-            ),
-            (
-                1,
-                drains(
-                    &[
-                        ("arn:first", Some("2026-11-28T10:00:00Z")),
-                        (ME, Some("2026-11-28T10:00:01Z")),
-                    ],
-                    10,
-                ),
-                vec![Effect::ReadView, Effect::RefreshIn(SETTLE)],
-            ),
-            (1, view(2, EcsStatus::Draining, true), vec![]),
-            // No re-check of the budget while critical.
-            (
-                6,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (6, view(3, EcsStatus::Draining, true), vec![]),
-        ],
-    );
-}
-
-#[test]
-fn giving_back_rereads_the_instance_and_asks_whether_it_is_leaving_service() {
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            (
-                0,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (
-                0,
-                view(2, EcsStatus::Draining, true),
-                vec![Effect::ReadDrains],
-            ),
-            (0, drains(&[(ME, Some("2026-11-28T10:00:00Z"))], 10), vec![]),
-            (
-                1,
-                wish(EcsDecision::Undrain, false, 2),
-                vec![Effect::ReadView],
-            ),
-            (
-                1,
-                view(3, EcsStatus::Draining, true),
-                vec![Effect::ReadLifecycle],
-            ),
-            (
-                1,
-                Event::Lifecycle(Lifecycle::Leaving("Terminated".into())),
-                vec![Effect::Say(Note::Leaving("Terminated".into()))],
-            ),
-            // Not again from the view the re-read made: once a minute, with the next.
-            (2, wish(EcsDecision::Undrain, false, 3), vec![]),
-            (
-                60,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (
-                60,
-                view(4, EcsStatus::Draining, true),
-                vec![Effect::ReadDrains],
-            ),
-            (
-                60,
-                drains(&[(ME, Some("2026-11-28T10:00:00Z"))], 10),
-                vec![],
-            ),
-            (
-                61,
-                wish(EcsDecision::Undrain, false, 4),
-                vec![Effect::ReadView],
-            ),
-            (
-                61,
-                view(5, EcsStatus::Draining, true),
-                vec![Effect::ReadLifecycle],
-            ),
-            // Asked again, said no more.
-            (
-                61,
-                Event::Lifecycle(Lifecycle::Leaving("Terminated".into())),
-                vec![],
-            ),
-        ],
-    );
-    // In service: given back.
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            (
-                1,
-                wish(EcsDecision::Undrain, false, 1),
-                vec![Effect::ReadView],
-            ),
-            (
-                1,
-                view(2, EcsStatus::Draining, true),
-                vec![Effect::ReadLifecycle],
-            ),
-            (
-                1,
-                Event::Lifecycle(Lifecycle::InService),
-                vec![Effect::Activate],
-            ),
-            (
-                1,
-                Event::Activated(Ok(())),
-                vec![
-                    Effect::Say(Note::Undrained),
-                    Effect::ReadView,
-                    Effect::RefreshIn(SETTLE),
-                ],
-            ),
-        ],
-    );
-}
-
-#[test]
-fn giving_back_stops_when_the_fresh_read_shows_someone_else_took_over() {
-    for (status, ours) in [(EcsStatus::Draining, false), (EcsStatus::Active, false)] {
-        let mut m = started(false);
-        table(
-            &mut m,
-            vec![
-                (
-                    1,
-                    wish(EcsDecision::Undrain, false, 1),
-                    vec![Effect::ReadView],
-                ),
-                (1, view(2, status.clone(), ours), vec![]),
-            ],
-        );
-        assert!(m.is_idle());
+fn is_call(e: &Effect) -> u32 {
+    match e {
+        Effect::ReadView { instances } | Effect::ReadBudget { instances } => {
+            2 + u32::from(*instances)
+        }
+        Effect::ReadFresh
+        | Effect::Claim { .. }
+        | Effect::Withdraw
+        | Effect::SetDraining
+        | Effect::SetCulprit(_)
+        | Effect::ClearCulprit
+        | Effect::RemoveMark => 1,
+        Effect::Drain { .. } | Effect::Activate { .. } => 2,
+        _ => 0,
     }
 }
 
-#[test]
-fn failures_wait_doubling_and_plans_wait_for_the_retry() {
-    let mut m = started(false);
-    let failed = |retry| {
-        vec![
-            Effect::Say(Note::Failed {
-                what: "drain the container instance",
-                error: "throttled".into(),
-                retry_in: Duration::from_secs(retry),
-            }),
-            Effect::RefreshIn(Duration::from_secs(retry)),
-        ]
+/// Drives a drain from the plan to the kept drain; returns the ECS calls it took
+/// (ReadView/ReadBudget counted as their calls: self + size, or DRAINING + marks + size).
+fn drain_to_the_end(t: &mut Table) -> u32 {
+    let mut calls = 0;
+    let mut count = |effects: &[Effect]| {
+        for e in effects {
+            calls += match e {
+                Effect::ReadBudget { instances } => 2 + u32::from(*instances),
+                other => is_call(other),
+            };
+        }
     };
-    table(
-        &mut m,
-        vec![
-            (10, wish(drain(), true, 1), vec![Effect::Drain]),
-            (10, Event::Drained(Err("throttled".into())), failed(1)),
-            (10, wish(drain(), true, 1), vec![]),
-            (
-                11,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (11, view(2, EcsStatus::Active, false), vec![]),
-            (11, wish(drain(), true, 2), vec![Effect::Drain]),
-            (11, Event::Drained(Err("throttled".into())), failed(2)),
-            (12, wish(drain(), true, 2), vec![]),
-        ],
+    let e = t.plan(drain());
+    count(&e);
+    assert_eq!(e, vec![Effect::ReadFresh], "a decision reads this instance first");
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    count(&e);
+    assert!(has(&e, |e| matches!(e, Effect::Claim { .. })), "{e:?}");
+    let e = t.feed(Event::Claimed(Ok(())));
+    assert_eq!(e, vec![Effect::RefreshIn(CLAIM_WAIT)]);
+    let e = t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    count(&e);
+    assert!(has(&e, |e| matches!(e, Effect::ReadBudget { .. })), "{e:?}");
+    let e = t.feed(budget(&[], &[], Some(450)));
+    count(&e);
+    assert_eq!(e, vec![Effect::SetDraining]);
+    let e = t.feed(Event::Drained(Ok(())));
+    assert!(has(&e, |e| *e == Effect::RefreshIn(SETTLE)), "{e:?}");
+    let e = t.after(SETTLE).feed(Event::RefreshDue);
+    count(&e);
+    assert_eq!(e, vec![Effect::ReadBudget { instances: false }]);
+    let mark = rfc3339(wall0() + t.now - SETTLE - CLAIM_WAIT);
+    let e = t.feed(budget(&[ME], &[(ME, &mark)], None));
+    assert!(
+        !has(&e, |e| matches!(e, Effect::Activate { .. })),
+        "kept: {e:?}"
     );
+    assert!(t.m.is_idle());
+    calls
 }
 
 #[test]
-fn a_failing_view_is_said_once_and_its_recovery_once() {
-    let mut m = Machine::new(ME, 10.0, false);
-    m.start();
-    table(
-        &mut m,
-        vec![
-            (
-                0,
-                Event::View(Err("endpoint down".into())),
-                vec![
-                    Effect::Say(Note::ViewFailed("endpoint down".into())),
-                    Effect::RefreshIn(Duration::from_secs(1)),
-                ],
-            ),
-            (
-                1,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (
-                1,
-                Event::View(Err("endpoint down".into())),
-                vec![Effect::RefreshIn(Duration::from_secs(2))],
-            ),
-            (
-                3,
-                Event::RefreshDue,
-                vec![Effect::RefreshIn(VIEW_EVERY), Effect::ReadView],
-            ),
-            (
-                3,
-                view(1, EcsStatus::Active, false),
-                vec![Effect::Say(Note::ViewRecovered)],
-            ),
-        ],
-    );
+fn idle_reads_are_spaced_by_the_cluster_size_and_never_more_than_once_a_minute() {
+    assert_eq!(idle_every(20, 10.0), Duration::from_secs(60));
+    assert_eq!(idle_every(450, 10.0), Duration::from_secs(225));
+    assert_eq!(idle_every(5_000, 10.0), Duration::from_secs(2_500));
+    // A larger share, shorter waits; never under a minute.
+    assert_eq!(idle_every(5_000, 50.0), Duration::from_secs(500));
+    assert_eq!(idle_every(5_000, 100.0), Duration::from_secs(250));
+    assert_eq!(idle_every(1, 100.0), IDLE_MIN);
 }
 
 #[test]
-fn observe_mode_says_each_new_decision_once_and_calls_nothing() {
-    let mut m = started(true);
-    table(
-        &mut m,
-        vec![
-            (
-                1,
-                wish(drain(), false, 1),
-                vec![Effect::Say(Note::Observed(drain()))],
-            ),
-            (2, wish(drain(), false, 1), vec![]),
-            (3, wish(EcsDecision::None, false, 1), vec![]),
-            (
-                4,
-                wish(drain(), true, 1),
-                vec![Effect::Say(Note::Observed(drain()))],
-            ),
-        ],
-    );
-}
-
-#[test]
-fn a_stale_mark_is_removed_and_the_view_read_again() {
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            (
-                1,
-                wish(EcsDecision::RemoveStaleMark, false, 1),
-                vec![Effect::RemoveMark],
-            ),
-            (
-                1,
-                Event::MarkRemoved(Ok(())),
-                vec![
-                    Effect::Say(Note::StaleMarkRemoved),
-                    Effect::ReadView,
-                    Effect::RefreshIn(SETTLE),
-                ],
-            ),
-        ],
-    );
-}
-
-#[test]
-fn answers_to_questions_not_asked_are_ignored() {
-    let mut m = started(false);
-    assert_eq!(m.handle(count(1, 0), at(1), wall()), vec![]);
-    assert_eq!(m.handle(Event::Drained(Ok(())), at(1), wall()), vec![]);
-    assert!(m.is_idle());
-}
-
-#[test]
-fn the_identity_search_logs_only_what_changes_and_backs_off_to_ten_seconds() {
-    let mut s = Search::new();
-    let seen: Vec<(bool, u64)> = ["refused", "refused", "404", "404", "404", "404", "404"]
-        .into_iter()
-        .map(|what| {
-            let (say, wait) = s.missed(what);
-            (say, wait.as_secs())
+fn the_first_read_is_spread_over_the_first_minute_and_later_ones_jittered() {
+    let mut t = Table::new(false);
+    let e = t.m.start(t0());
+    let [Effect::RefreshIn(first)] = e.as_slice() else {
+        panic!("{e:?}")
+    };
+    assert!(*first < IDLE_MIN);
+    t.after(*first);
+    let e = t.feed(Event::RefreshDue);
+    assert_eq!(e, vec![Effect::ReadView { instances: true }]);
+    let e = t.feed(Event::View(Ok(facts(EcsStatus::Active, false, Some(450)))));
+    let next = e
+        .iter()
+        .find_map(|e| match e {
+            Effect::RefreshIn(d) => Some(*d),
+            _ => None,
         })
-        .collect();
+        .expect("timer");
+    assert!(next >= Duration::from_secs(225) && next < Duration::from_secs(271), "{next:?}");
+    // The size is known now: the next idle read is of this instance alone.
+    let e = t.after(next).feed(Event::RefreshDue);
+    assert_eq!(e, vec![Effect::ReadView { instances: false }]);
+}
+
+#[test]
+fn a_healthy_idle_node_makes_no_decision_reads() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 20);
+    for _ in 0..100 {
+        assert!(t.after(Duration::from_secs(1)).plan(EcsIntent::Recovered).is_empty());
+        assert!(t.plan(EcsIntent::Steady).is_empty());
+    }
+}
+
+#[test]
+fn a_drain_and_its_recheck_take_eight_calls_whatever_the_cluster_size() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 450);
+    // The size was learned by the idle read; the budget read learns it again only when
+    // it is older than COUNT_EVERY.
+    t.m.instances = None;
+    assert_eq!(drain_to_the_end(&mut t), 8);
+}
+
+#[test]
+fn a_stale_view_of_someone_elses_drain_does_not_stop_a_drain() {
+    // An operator drained this instance and set it ACTIVE again; the idle view still
+    // says DRAINING. The crossing reads fresh and drains.
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Draining, false, 20);
+    let e = t.after(Duration::from_secs(30)).plan(drain());
+    assert_eq!(e, vec![Effect::ReadFresh]);
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    assert!(has(&e, |e| matches!(e, Effect::Claim { .. })), "{e:?}");
+}
+
+#[test]
+fn critical_past_a_stale_view_drains_at_once_past_the_budget() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Draining, false, 20);
+    t.after(Duration::from_secs(30));
     assert_eq!(
-        seen,
-        [
-            (true, 1),
-            (false, 2),
-            (true, 4),
-            (false, 8),
-            (false, 10),
-            (false, 10),
-            (false, 10)
-        ]
+        t.plan(EcsIntent::Drain { critical: true }),
+        vec![Effect::ReadFresh]
+    );
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    assert!(
+        has(&e, |e| matches!(e, Effect::Drain { culprit: Some(f), .. } if f == "bad-task")),
+        "{e:?}"
+    );
+    let e = t.feed(Event::Drained(Ok(())));
+    assert!(
+        !has(&e, |e| matches!(e, Effect::ReadBudget { .. })),
+        "never undone at critical: {e:?}"
     );
 }
 
 #[test]
-fn a_claim_that_lost_to_an_earlier_one_is_withdrawn_and_counted_once() {
-    let mut m = started(false);
-    let earlier = Event::Drains(Ok(Drains {
-        draining: vec![
-            DrainingInstance {
-                arn: "arn:other".into(),
-                marked_at: Some("2026-11-28T10:00:00.050Z".into()),
-                draining: false,
-            },
-            DrainingInstance {
-                arn: ME.into(),
-                marked_at: Some("2026-11-28T10:00:00.100Z".into()),
-                draining: false,
-            },
-        ],
-        instances: 10,
-    }));
-    table(
-        &mut m,
-        vec![
-            (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-            (1, count(10, 0), vec![Effect::Claim]),
-            (1, Event::Claimed(Ok(())), vec![Effect::ReadDrains]),
-            (
-                1,
-                earlier,
-                vec![
-                    Effect::CountSuppressed,
-                    Effect::Say(Note::LostClaim { rank: 1, room: 1 }),
-                    Effect::Withdraw,
-                ],
-            ),
-            (1, Event::Withdrawn(Ok(())), vec![]),
-        ],
+fn an_operators_drain_is_never_claimed() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 20);
+    t.plan(drain());
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, false, None))));
+    assert!(!has(&e, |e| matches!(e, Effect::Claim { .. })), "{e:?}");
+    assert!(has(&e, |e| *e == Effect::Say(Note::DrainedBySomeoneElse)));
+    // Looked at again a minute later, not every second.
+    for _ in 0..50 {
+        assert!(t.after(Duration::from_secs(1)).plan(drain()).is_empty());
+    }
+    assert_eq!(
+        t.after(Duration::from_secs(30)).plan(drain()),
+        vec![Effect::ReadFresh]
     );
-    assert!(m.is_idle());
 }
 
-fn naming(decision: EcsDecision, critical: bool, view: u64, evicting: bool) -> Event {
-    Event::Plan(Wish {
-        decision,
-        critical,
-        view: Some(view),
+#[test]
+fn a_drain_by_someone_else_between_the_read_and_the_claim_is_left_to_them() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 20);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    let mark = rfc3339(wall0());
+    let e = t.feed(budget(&[ME], &[(ME, &mark)], Some(20)));
+    assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
+    assert!(!has(&e, |e| *e == Effect::SetDraining), "{e:?}");
+}
+
+#[test]
+fn the_budget_is_checked_again_once_after_draining_never_on_later_refreshes() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    drain_to_the_end(&mut t);
+    // A scale-in later drains other instances: nothing is undone.
+    for _ in 0..5 {
+        t.after(Duration::from_secs(90));
+        t.m.idle_at = t0() + t.now;
+        let e = t.feed(Event::RefreshDue);
+        assert!(
+            !has(&e, |e| matches!(e, Effect::ReadBudget { .. })),
+            "{e:?}"
+        );
+        let e = t.feed(Event::View(Ok(facts(EcsStatus::Draining, true, None))));
+        assert!(
+            !has(&e, |e| matches!(e, Effect::Activate { .. })),
+            "{e:?}"
+        );
+        let e = t.plan(drain());
+        assert_eq!(e.iter().map(is_call).sum::<u32>(), 0, "{e:?}");
+    }
+}
+
+#[test]
+fn a_lost_claim_is_withdrawn_and_counted_once_and_retried_with_a_room_check_first() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    // Someone else drained another instance: the budget of 1 is spent.
+    let e = t.feed(budget(&[OTHER], &[], Some(10)));
+    assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
+    assert!(has(&e, |e| *e == Effect::CountSuppressed), "{e:?}");
+    t.feed(Event::Withdrawn(Ok(())));
+    // Retried a minute or so later, on a fresh read; no claim while there is no room,
+    // and the suppression is not counted again.
+    assert!(t.after(Duration::from_secs(30)).plan(drain()).is_empty());
+    assert_eq!(
+        t.after(Duration::from_secs(50)).plan(drain()),
+        vec![Effect::ReadFresh]
+    );
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    assert_eq!(e.last(), Some(&Effect::ReadBudget { instances: false }));
+    let e = t.feed(budget(&[OTHER], &[], None));
+    assert!(!has(&e, |e| matches!(e, Effect::Claim { .. })), "{e:?}");
+    assert!(!has(&e, |e| *e == Effect::CountSuppressed), "{e:?}");
+}
+
+#[test]
+fn an_earlier_claim_wins_even_when_a_lagging_read_hides_this_ones() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    // Another instance claimed a second before; this one's own claim is not visible yet.
+    let claimed = wall0() + t.now - CLAIM_WAIT;
+    let earlier = rfc3339(claimed - Duration::from_secs(1));
+    let e = t.feed(budget(&[], &[(OTHER, &earlier)], Some(10)));
+    assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
+    // And the later claim loses to this one.
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    let claimed = wall0() + t.now - CLAIM_WAIT;
+    let later = rfc3339(claimed + Duration::from_secs(1));
+    let e = t.feed(budget(&[], &[(OTHER, &later)], Some(10)));
+    assert_eq!(e, vec![Effect::SetDraining]);
+}
+
+#[test]
+fn an_undo_after_draining_removes_the_mark_at_once_and_keeps_the_culprit() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    t.feed(budget(&[], &[], Some(10)));
+    t.feed(Event::Drained(Ok(())));
+    t.after(SETTLE).feed(Event::RefreshDue);
+    // Another instance drained a second earlier and shows up now.
+    let mine = rfc3339(wall0());
+    let earlier = rfc3339(wall0() - Duration::from_secs(1));
+    let e = t.feed(budget(&[ME, OTHER], &[(ME, &mine), (OTHER, &earlier)], None));
+    assert!(
+        has(&e, |e| *e == Effect::Activate { keep_culprit: true }),
+        "{e:?}"
+    );
+    let e = t.feed(Event::Activated(Ok(())));
+    let shown = e.iter().find_map(|e| match e {
+        Effect::Show(k) => Some(k.clone()),
+        _ => None,
+    });
+    let shown = shown.expect("shown");
+    assert_eq!(shown.status, EcsStatus::Active);
+    assert_eq!(shown.mark, None, "no mark left that looks like a live claim");
+}
+
+#[test]
+fn the_culprit_is_put_with_the_claim_whatever_the_view_predicted() {
+    let mut t = Table::new(false);
+    // The view predicted a suppression (the budget spent); a fresh read allows the drain.
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    assert!(
+        has(&e, |e| matches!(e, Effect::Claim { culprit: Some(f), .. } if f == "bad-task")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_throttled_decision_read_delays_the_drain_counted_and_retried_never_decided() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    let e = t.feed(Event::Fresh(Err(Failure::throttled("Rate exceeded"))));
+    assert!(has(&e, |e| *e == Effect::CountDelayed), "{e:?}");
+    assert!(
+        has(&e, |e| matches!(e, Effect::Say(Note::Delayed { error, .. }) if error.throttled)),
+        "{e:?}"
+    );
+    assert!(!has(&e, |e| matches!(e, Effect::Claim { .. } | Effect::Drain { .. })));
+    // Not before the backoff; then on a fresh read.
+    assert!(t.plan(drain()).is_empty());
+    let wait = match e.last() {
+        Some(Effect::RefreshIn(d)) => *d,
+        other => panic!("{other:?}"),
+    };
+    assert!(wait <= Duration::from_secs(1), "{wait:?}");
+    let e = t.after(wait).feed(Event::RefreshDue);
+    assert_eq!(e, vec![Effect::ReadFresh]);
+}
+
+#[test]
+fn a_failed_budget_read_withdraws_the_claim_and_never_drains() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    let e = t.feed(Event::Budget(Err(Failure::throttled("Rate exceeded"))));
+    assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
+    assert!(has(&e, |e| *e == Effect::CountDelayed), "{e:?}");
+    assert!(!has(&e, |e| *e == Effect::SetDraining), "{e:?}");
+}
+
+#[test]
+fn recovery_gives_back_only_after_a_fresh_read_and_a_good_lifecycle_read() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Draining, true, 10);
+    assert_eq!(t.plan(EcsIntent::Recovered), vec![Effect::ReadFresh]);
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, true, None))));
+    assert_eq!(e.last(), Some(&Effect::ReadLifecycle));
+    // IMDS failing is not "in service".
+    let e = t.feed(Event::Lifecycle(Err(Failure::new("IMDS timed out"))));
+    assert!(!has(&e, |e| matches!(e, Effect::Activate { .. })), "{e:?}");
+    let wait = match e.last() {
+        Some(Effect::RefreshIn(d)) => *d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(t.after(wait).feed(Event::RefreshDue), vec![Effect::ReadFresh]);
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, true, None))));
+    let e = t.feed(Event::Lifecycle(Ok(Lifecycle::InService)));
+    assert_eq!(
+        e,
+        vec![Effect::Activate {
+            keep_culprit: false
+        }]
+    );
+}
+
+#[test]
+fn recovery_leaves_alone_an_instance_an_operator_drained() {
+    let mut t = Table::new(false);
+    // The idle view said ours; a fresh read shows the operator re-drained it by hand.
+    t.known(EcsStatus::Draining, true, 10);
+    t.plan(EcsIntent::Recovered);
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, false, None))));
+    assert!(!has(&e, |e| matches!(e, Effect::ReadLifecycle | Effect::Activate { .. })));
+}
+
+#[test]
+fn observe_mode_reads_and_says_but_never_claims_drains_or_gives_back() {
+    let mut t = Table::new(true);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    assert!(has(&e, |e| *e == Effect::Say(Note::Observed(EcsAction::Drain))));
+    assert!(!has(&e, |e| matches!(e, Effect::Claim { .. } | Effect::Drain { .. })));
+    // An instance carrying diskguard's mark from an earlier enforce run is not given back.
+    let mut t = Table::new(true);
+    t.known(EcsStatus::Draining, true, 10);
+    t.plan(EcsIntent::Recovered);
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, true, None))));
+    assert!(!has(&e, |e| matches!(e, Effect::ReadLifecycle | Effect::Activate { .. })));
+}
+
+#[test]
+fn an_idle_read_that_fails_marks_the_status_unknown_and_says_so_once() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    for i in 0..3 {
+        t.m.idle_at = t0() + t.now;
+        t.feed(Event::RefreshDue);
+        let e = t.feed(Event::View(Err(Failure::new("connection refused"))));
+        let said = has(&e, |e| matches!(e, Effect::Say(Note::ViewFailed(_))));
+        assert_eq!(said, i == 0, "{e:?}");
+    }
+    t.m.idle_at = t0() + t.now;
+    t.feed(Event::RefreshDue);
+    let e = t.feed(Event::View(Ok(facts(EcsStatus::Active, false, None))));
+    assert!(has(&e, |e| *e == Effect::Say(Note::ViewRecovered)));
+}
+
+#[test]
+fn an_eviction_names_the_culprit_at_once_and_once() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    let wish = Wish {
+        intent: EcsIntent::Steady,
         culprit: Some("bad-task".into()),
-        evicting,
-    })
+        evicting: true,
+    };
+    let e = t.feed(Event::Plan(wish.clone()));
+    assert_eq!(e, vec![Effect::SetCulprit("bad-task".into())]);
+    t.feed(Event::CulpritSet(Ok(())));
+    assert!(t.feed(Event::Plan(wish)).is_empty());
 }
 
 #[test]
-fn the_culprit_is_named_on_an_eviction_at_once_and_after_a_drain_and_cleared_after() {
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            // An eviction: named at once, once.
-            (
-                1,
-                naming(EcsDecision::None, false, 1, true),
-                vec![Effect::SetCulprit("bad-task".into())],
-            ),
-            (
-                1,
-                Event::CulpritSet(Ok(())),
-                vec![
-                    Effect::Say(Note::CulpritNamed("bad-task".into())),
-                    Effect::RefreshIn(SETTLE),
-                ],
-            ),
-            (2, naming(EcsDecision::None, false, 1, true), vec![]),
-            // A drain at critical: counted for the family and named with it.
-            (3, naming(drain(), true, 1, false), vec![Effect::Drain]),
-            (
-                3,
-                Event::Drained(Ok(())),
-                vec![
-                    Effect::Say(Note::Drained { critical: true }),
-                    Effect::CountCulprit("bad-task".into()),
-                    Effect::SetCulprit("bad-task".into()),
-                ],
-            ),
-            (
-                3,
-                Event::CulpritSet(Ok(())),
-                vec![
-                    Effect::Say(Note::CulpritNamed("bad-task".into())),
-                    Effect::ReadDrains,
-                ],
-            ),
-            (
-                3,
-                drains(&[(ME, Some("2026-11-28T10:00:03Z"))], 10),
-                vec![Effect::ReadView, Effect::RefreshIn(SETTLE)],
-            ),
-            (3, view(2, EcsStatus::Active, false), vec![]),
-            // Recovered without a drain to undo: the culprit goes.
-            (
-                400,
-                wish(EcsDecision::ClearCulprit, false, 2),
-                vec![Effect::ClearCulprit],
-            ),
-            (
-                400,
-                Event::CulpritCleared(Ok(())),
-                vec![
-                    Effect::Say(Note::CulpritCleared),
-                    Effect::ReadView,
-                    Effect::RefreshIn(SETTLE),
-                ],
-            ),
-        ],
-    );
-}
-
-#[test]
-fn a_new_episode_acts_on_the_view_at_hand() {
-    let mut m = started(false);
-    table(
-        &mut m,
-        vec![
-            (1, wish(drain(), false, 1), vec![Effect::ReadCount]),
-            (1, count(9, 1), suppressed(1, 1)),
-            (2, wish(drain(), false, 1), vec![]),
-            // The disk recovered, then filled again before the next periodic view.
-            (3, wish(EcsDecision::None, false, 1), vec![]),
-            (4, wish(drain(), false, 1), vec![Effect::ReadCount]),
-        ],
-    );
+fn search_logs_only_when_what_it_sees_changes() {
+    let mut s = Search::new();
+    assert!(s.missed("a").0);
+    assert!(!s.missed("a").0);
+    assert!(s.missed("b").0);
 }

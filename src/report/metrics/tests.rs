@@ -48,7 +48,7 @@ fn snapshot(t: SystemTime, used_pct: f64, etcd_device: u64) -> Snapshot {
             culprit: None,
             cluster_active: 3,
             cluster_draining: 0,
-            generation: 1,
+            current: true,
         }),
         etcd: Some(EtcdView {
             db_bytes: Some(50),
