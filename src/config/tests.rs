@@ -117,10 +117,7 @@ fn each_bad_value_names_its_key() {
             "[ecs]\nmax_draining_percent = 150\n",
             "ecs.max_draining_percent",
         ),
-        (
-            "[ecs]\nidle_read_percent = 0\n",
-            "ecs.idle_read_percent",
-        ),
+        ("[ecs]\nidle_read_percent = 0\n", "ecs.idle_read_percent"),
         ("[docker]\nprotect = \"amazon/*\"\n", "docker.protect"),
         ("[docker]\nprotect = [\"[\"]\n", "docker.protect"),
         ("[docker]\nhost = \"/var/run/docker.sock\"\n", "docker.host"),

@@ -65,7 +65,13 @@ pub(super) fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
 impl EcsError {
     /// ECS throttled the call (the account's request quota is spent for now).
     pub fn is_throttling(&self) -> bool {
-        matches!(self, EcsError::Call { throttled: true, .. })
+        matches!(
+            self,
+            EcsError::Call {
+                throttled: true,
+                ..
+            }
+        )
     }
 }
 
@@ -138,12 +144,8 @@ impl EcsClient {
         let me = self.describe_self().await?;
         let instances = self.registered_instances().await?;
         let draining = if with_draining {
-            u32::try_from(
-                self.list(ContainerInstanceStatus::Draining)
-                    .await?
-                    .len(),
-            )
-            .unwrap_or(u32::MAX)
+            u32::try_from(self.list(ContainerInstanceStatus::Draining).await?.len())
+                .unwrap_or(u32::MAX)
         } else {
             0
         };

@@ -76,10 +76,7 @@ impl EcsClient {
                 .map_err(|e| call_error("ListAttributes", self.cluster(), e))?;
             found.extend(page.attributes().iter().filter_map(|a| {
                 let target = a.target_id()?;
-                Some((
-                    target.to_owned(),
-                    a.value().unwrap_or_default().to_owned(),
-                ))
+                Some((target.to_owned(), a.value().unwrap_or_default().to_owned()))
             }));
             token = page.next_token().map(str::to_owned);
             if token.is_none() {

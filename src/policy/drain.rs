@@ -75,8 +75,7 @@ pub fn ecs_intent(
         EcsIntent::Drain { critical: true }
     } else if level >= Level::Drain && !hold {
         EcsIntent::Drain { critical: false }
-    } else if since.is_some_and(|s| now.duration_since(s).unwrap_or_default() >= t.recover_after)
-    {
+    } else if since.is_some_and(|s| now.duration_since(s).unwrap_or_default() >= t.recover_after) {
         EcsIntent::Recovered
     } else {
         EcsIntent::Steady

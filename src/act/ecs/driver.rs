@@ -286,7 +286,9 @@ impl<P: ControlPlane> Driver<P> {
                 what,
                 error,
                 retry_in,
-            } => warn!(error = %error, throttled = error.throttled, retry_in = ?retry_in, "could not {what}"),
+            } => {
+                warn!(error = %error, throttled = error.throttled, retry_in = ?retry_in, "could not {what}")
+            }
             Note::ViewFailed(error) => warn!(
                 error = %error,
                 "cannot read the ECS container instance; its status is unknown until it can (not published) and decisions read it again before acting"

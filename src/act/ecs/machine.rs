@@ -18,13 +18,12 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+pub use super::events::{Budget, Effect, Event, Failure, Known, Note, ViewFacts, Wish};
+pub use super::search::Search;
 use crate::aws::Lifecycle;
 use crate::backoff::Backoff;
 use crate::ecs::rfc3339;
-use crate::policy::{
-    BudgetVerdict, DrainingInstance, EcsAction, EcsIntent, budget_verdict, drain_budget,
-    ecs_action,
-};
+use crate::policy::{EcsAction, EcsIntent, ecs_action};
 use crate::sample::EcsStatus;
 
 /// A decision acts on this instance's status read at most this long before.
@@ -60,175 +59,6 @@ pub fn idle_every(instances: u32, share_percent: f64) -> Duration {
     IDLE_MIN.max(Duration::from_secs_f64(spaced.min(86_400.0)))
 }
 
-/// What one plan asks of ECS, as the machine needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Wish {
-    pub intent: EcsIntent,
-    /// The task family that filled the disk, when the plan names one.
-    pub culprit: Option<String>,
-    /// An eviction was decided with this plan: the culprit is named at once.
-    pub evicting: bool,
-}
-
-/// This instance as a read showed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewFacts {
-    pub status: EcsStatus,
-    /// diskguard's mark, if set.
-    pub mark: Option<String>,
-    /// The culprit attribute's value, if set.
-    pub culprit: Option<String>,
-    /// The cluster's ACTIVE + DRAINING instances, when the read asked for them.
-    pub instances: Option<u32>,
-}
-
-/// What the budget check read of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Budget {
-    /// ACTIVE + DRAINING, when the read asked for it.
-    pub instances: Option<u32>,
-    /// ARNs of the DRAINING instances.
-    pub draining: Vec<String>,
-    /// Instances with diskguard's mark, and its value.
-    pub marks: Vec<(String, String)>,
-}
-
-/// What happened, fed to the machine. Errors are text for the log only, and whether ECS
-/// throttled the call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Plan(Wish),
-    /// The timer the machine set last ([`Effect::RefreshIn`]) ran out.
-    RefreshDue,
-    /// An idle read (for display).
-    View(Result<ViewFacts, Failure>),
-    /// A decision's read of this instance.
-    Fresh(Result<ViewFacts, Failure>),
-    Budget(Result<Budget, Failure>),
-    Claimed(Result<(), Failure>),
-    Withdrawn(Result<(), Failure>),
-    Drained(Result<(), Failure>),
-    CulpritSet(Result<(), Failure>),
-    CulpritCleared(Result<(), Failure>),
-    Lifecycle(Result<Lifecycle, Failure>),
-    Activated(Result<(), Failure>),
-    MarkRemoved(Result<(), Failure>),
-}
-
-/// A failed call, as the machine sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub message: String,
-    pub throttled: bool,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl Failure {
-    pub fn new(message: impl Into<String>) -> Self {
-        Failure {
-            message: message.into(),
-            throttled: false,
-        }
-    }
-
-    pub fn throttled(message: impl Into<String>) -> Self {
-        Failure {
-            message: message.into(),
-            throttled: true,
-        }
-    }
-}
-
-/// What the driver is to do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Read this instance for display; with the cluster's size when `instances`.
-    ReadView { instances: bool },
-    /// Read this instance for a decision.
-    ReadFresh,
-    /// Read the DRAINING instances and diskguard's marks; the cluster's size too when
-    /// `instances`.
-    ReadBudget { instances: bool },
-    /// Put the mark with this value (a claim on the budget), and the culprit if named: one
-    /// call.
-    Claim {
-        mark: String,
-        culprit: Option<String>,
-    },
-    /// Remove the mark of a claim that lost, or could not be checked.
-    Withdraw,
-    /// Set DRAINING (the claim holds).
-    SetDraining,
-    /// Put the mark (and culprit), then set DRAINING: at `critical`, past the budget.
-    Drain {
-        mark: String,
-        culprit: Option<String>,
-    },
-    /// Put `diskguard.culprit` with the task family.
-    SetCulprit(String),
-    ClearCulprit,
-    /// Count an incident caused by this family (the `Evictions` metric).
-    CountCulprit(String),
-    ReadLifecycle,
-    /// Set ACTIVE and remove the mark, and the culprit unless `keep_culprit`.
-    Activate { keep_culprit: bool },
-    RemoveMark,
-    CountSuppressed,
-    /// Count a decision that waits on a failed read.
-    CountDelayed,
-    /// Publish this instance's state as now known (after an action or a read).
-    Show(Known),
-    /// Fire [`Event::RefreshDue`] after this long (replacing any earlier timer).
-    RefreshIn(Duration),
-    Say(Note),
-}
-
-/// What is known of this instance and its cluster, for display.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Known {
-    pub status: EcsStatus,
-    pub mark: Option<String>,
-    pub culprit: Option<String>,
-    /// ACTIVE + DRAINING, as last counted.
-    pub instances: u32,
-    /// DRAINING, as counted at the last budget read.
-    pub draining: u32,
-}
-
-/// Log lines, typed; the driver words them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Note {
-    Suppressed { draining: u32, allowed: u32 },
-    Drained { critical: bool },
-    Undone { rank: u32, room: u32 },
-    LostClaim { rank: u32, room: u32 },
-    CulpritNamed(String),
-    CulpritCleared,
-    Undrained,
-    StaleMarkRemoved,
-    DrainedBySomeoneElse,
-    Leaving(String),
-    Observed(EcsAction),
-    /// A decision waits: `what` failed; tried again after `retry_in`.
-    Delayed {
-        what: &'static str,
-        error: Failure,
-        retry_in: Duration,
-    },
-    Failed {
-        what: &'static str,
-        error: Failure,
-        retry_in: Duration,
-    },
-    ViewFailed(Failure),
-    ViewRecovered,
-}
-
 /// Where the machine is: idle, or waiting for the answer to one effect or for its timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -244,14 +74,18 @@ pub enum Phase {
     ClaimWait,
     CheckingClaim,
     Withdrawing,
-    Draining { critical: bool },
+    Draining {
+        critical: bool,
+    },
     NamingCulprit,
     ClearingCulprit,
     /// Drained below critical; waiting [`SETTLE`] (or a retry) before the re-check.
     Settling,
     Verifying,
     AskingLifecycle,
-    Activating { undo: bool },
+    Activating {
+        undo: bool,
+    },
     RemovingMark,
 }
 
@@ -374,27 +208,7 @@ impl Machine {
             (Phase::Reading, Event::Fresh(Err(e))) => {
                 self.delayed("read this instance's ECS status", e, now)
             }
-            (Phase::Prechecking, Event::Budget(Ok(b))) => {
-                let drains = self.drains(&b, now, None);
-                if drains.iter().any(|d| d.arn == self.me && d.draining) {
-                    return self.someone_else(now);
-                }
-                let mut with_me = drains;
-                with_me.push(DrainingInstance {
-                    arn: self.me.clone(),
-                    marked_at: Some(rfc3339(wall)),
-                    draining: false,
-                });
-                match self.verdict(&with_me, wall) {
-                    BudgetVerdict::Keep => self.claim(now, wall),
-                    BudgetVerdict::Undo { .. } => {
-                        let mut effects = self.suppressed_note(&with_me);
-                        self.settle_decision(now, false);
-                        effects.extend(self.rest(now));
-                        self.go(Phase::Idle, effects)
-                    }
-                }
-            }
+            (Phase::Prechecking, Event::Budget(Ok(b))) => self.prechecked(&b, now, wall),
             (Phase::Prechecking, Event::Budget(Err(e))) => {
                 self.delayed("read the cluster's drains", e, now)
             }
@@ -406,35 +220,9 @@ impl Machine {
             }
             (Phase::ClaimWait, Event::RefreshDue) => {
                 let instances = self.needs_count(now);
-                self.go(
-                    Phase::CheckingClaim,
-                    vec![Effect::ReadBudget { instances }],
-                )
+                self.go(Phase::CheckingClaim, vec![Effect::ReadBudget { instances }])
             }
-            (Phase::CheckingClaim, Event::Budget(Ok(b))) => {
-                let own = self.mark.clone();
-                let drains = self.drains(&b, now, own.as_deref());
-                if drains.iter().any(|d| d.arn == self.me && d.draining) {
-                    // Drained by someone else between the read and the claim: the mark
-                    // must not make it diskguard's.
-                    let mut effects = self.someone_else(now);
-                    effects.insert(0, Effect::Withdraw);
-                    return self.go(Phase::Withdrawing, effects);
-                }
-                match self.verdict(&drains, wall) {
-                    BudgetVerdict::Keep => self.go(
-                        Phase::Draining { critical: false },
-                        vec![Effect::SetDraining],
-                    ),
-                    BudgetVerdict::Undo { rank, room } => {
-                        let mut effects = self.count_suppression();
-                        effects.push(Effect::Say(Note::LostClaim { rank, room }));
-                        effects.push(Effect::Withdraw);
-                        self.settle_decision(now, false);
-                        self.go(Phase::Withdrawing, effects)
-                    }
-                }
-            }
+            (Phase::CheckingClaim, Event::Budget(Ok(b))) => self.check_claim(&b, now, wall),
             (Phase::CheckingClaim, Event::Budget(Err(e))) => {
                 // Never a drain on a failed read: the claim is withdrawn (or expires after
                 // CLAIM_TTL) and the decision tried again.
@@ -449,24 +237,7 @@ impl Machine {
                 let effects = self.rest(now);
                 self.go(Phase::Idle, effects)
             }
-            (Phase::Draining { critical }, Event::Drained(Ok(()))) => {
-                self.succeeded();
-                self.settle_decision(now, true);
-                self.learn(EcsStatus::Draining, now);
-                let mut effects = vec![Effect::Say(Note::Drained { critical })];
-                if let Some(family) = self.culprit_sent.clone() {
-                    effects.push(Effect::CountCulprit(family));
-                }
-                effects.push(self.show());
-                if critical || self.critical() {
-                    effects.extend(self.rest(now));
-                    self.go(Phase::Idle, effects)
-                } else {
-                    self.verify_tries = 0;
-                    effects.push(Effect::RefreshIn(SETTLE));
-                    self.go(Phase::Settling, effects)
-                }
-            }
+            (Phase::Draining { critical }, Event::Drained(Ok(()))) => self.drained(critical, now),
             (Phase::Draining { .. }, Event::Drained(Err(e))) => {
                 self.delayed("drain the container instance", e, now)
             }
@@ -474,48 +245,8 @@ impl Machine {
                 let instances = self.needs_count(now);
                 self.go(Phase::Verifying, vec![Effect::ReadBudget { instances }])
             }
-            (Phase::Verifying, Event::Budget(Ok(b))) => {
-                let own = self.mark.clone();
-                let drains = self.drains(&b, now, own.as_deref());
-                let verdict = if self.critical() {
-                    BudgetVerdict::Keep
-                } else {
-                    self.verdict(&drains, wall)
-                };
-                match verdict {
-                    BudgetVerdict::Keep => {
-                        let mut effects = vec![self.show()];
-                        effects.extend(self.rest(now));
-                        self.go(Phase::Idle, effects)
-                    }
-                    BudgetVerdict::Undo { rank, room } => {
-                        let mut effects = self.count_suppression();
-                        effects.push(Effect::Say(Note::Undone { rank, room }));
-                        effects.push(Effect::Activate { keep_culprit: true });
-                        self.settle_decision(now, false);
-                        self.go(Phase::Activating { undo: true }, effects)
-                    }
-                }
-            }
-            (Phase::Verifying, Event::Budget(Err(error))) => {
-                // The drain was decided on a good read; it is kept. The re-check is tried
-                // a few times, since a drain made elsewhere at the same time may need it.
-                self.verify_tries += 1;
-                let retry_in = self.backoff.failed_with(self.rng.f64());
-                let mut effects = vec![Effect::Say(Note::Failed {
-                    what: "check the drain budget again after draining",
-                    error,
-                    retry_in,
-                })];
-                if self.verify_tries < VERIFY_TRIES {
-                    effects.push(Effect::RefreshIn(retry_in));
-                    self.go(Phase::Settling, effects)
-                } else {
-                    self.backoff.succeeded();
-                    effects.extend(self.rest(now));
-                    self.go(Phase::Idle, effects)
-                }
-            }
+            (Phase::Verifying, Event::Budget(Ok(b))) => self.verify(&b, now, wall),
+            (Phase::Verifying, Event::Budget(Err(error))) => self.verify_failed(error, now),
             (Phase::NamingCulprit, Event::CulpritSet(result)) => {
                 let effects = match result {
                     Ok(()) => {
@@ -755,14 +486,6 @@ impl Machine {
         }
     }
 
-    fn claim(&mut self, _now: Instant, wall: SystemTime) -> Vec<Effect> {
-        self.claimed_once = true;
-        let mark = rfc3339(wall);
-        self.mark = Some(mark.clone());
-        let culprit = self.culprit_to_send();
-        self.go(Phase::Claiming, vec![Effect::Claim { mark, culprit }])
-    }
-
     /// The culprit to put with a claim or drain, once per family.
     fn culprit_to_send(&mut self) -> Option<String> {
         let family = self.culprit.clone()?;
@@ -846,10 +569,7 @@ impl Machine {
             }
         }
         // Spaced by the cluster's size as now known, with jitter.
-        let every = idle_every(
-            self.instances.map_or(1, |(n, _)| n),
-            self.idle_read_percent,
-        );
+        let every = idle_every(self.instances.map_or(1, |(n, _)| n), self.idle_read_percent);
         self.idle_at = now + every.mul_f64(1.0 + 0.2 * self.rng.f64());
         effects.extend(self.rest(now));
         self.go(Phase::Idle, effects)
@@ -867,86 +587,6 @@ impl Machine {
     fn needs_count(&self, now: Instant) -> bool {
         self.instances
             .is_none_or(|(_, at)| now.duration_since(at) >= COUNT_EVERY)
-    }
-
-    /// The cluster's drains and claims as the budget rule takes them; this instance's own
-    /// claim added when a lagging read does not show it yet.
-    fn drains(&mut self, b: &Budget, now: Instant, own: Option<&str>) -> Vec<DrainingInstance> {
-        if let Some(n) = b.instances {
-            self.instances = Some((n, now));
-        }
-        self.draining = u32::try_from(b.draining.len()).unwrap_or(u32::MAX);
-        let mut list: Vec<DrainingInstance> = b
-            .marks
-            .iter()
-            .map(|(arn, mark)| DrainingInstance {
-                arn: arn.clone(),
-                marked_at: Some(mark.clone()),
-                draining: b.draining.contains(arn),
-            })
-            .collect();
-        for arn in &b.draining {
-            if !b.marks.iter().any(|(a, _)| a == arn) {
-                list.push(DrainingInstance {
-                    arn: arn.clone(),
-                    marked_at: None,
-                    draining: true,
-                });
-            }
-        }
-        if let Some(mark) = own {
-            // After draining, this instance is DRAINING whatever a lagging read says.
-            let drained = self.phase == Phase::Verifying;
-            match list.iter_mut().find(|d| d.arn == self.me) {
-                Some(d) => {
-                    d.marked_at = Some(mark.to_owned());
-                    d.draining |= drained;
-                }
-                None => list.push(DrainingInstance {
-                    arn: self.me.clone(),
-                    marked_at: Some(mark.to_owned()),
-                    draining: drained,
-                }),
-            }
-        }
-        list
-    }
-
-    fn verdict(&self, drains: &[DrainingInstance], wall: SystemTime) -> BudgetVerdict {
-        let instances = self.instances.map_or(1, |(n, _)| n);
-        budget_verdict(
-            &self.me,
-            drains,
-            instances,
-            self.max_draining_percent,
-            wall,
-        )
-    }
-
-    fn suppressed_note(&mut self, drains: &[DrainingInstance]) -> Vec<Effect> {
-        let instances = self.instances.map_or(1, |(n, _)| n);
-        let allowed = drain_budget(self.max_draining_percent, instances);
-        let busy = drains
-            .iter()
-            .filter(|d| d.arn != self.me && (d.draining || d.marked_at.is_some()))
-            .count();
-        let mut effects = self.count_suppression();
-        if !effects.is_empty() {
-            effects.push(Effect::Say(Note::Suppressed {
-                draining: u32::try_from(busy).unwrap_or(u32::MAX),
-                allowed,
-            }));
-        }
-        effects
-    }
-
-    /// A suppression counts once per drain episode.
-    fn count_suppression(&mut self) -> Vec<Effect> {
-        if std::mem::replace(&mut self.suppressed, true) {
-            Vec::new()
-        } else {
-            vec![Effect::CountSuppressed]
-        }
     }
 
     fn learn(&mut self, status: EcsStatus, now: Instant) {
@@ -1041,35 +681,8 @@ impl Machine {
     }
 }
 
-/// Retrying the search for this instance's identity (the ECS agent often starts after
-/// diskguard): 1 s doubling to 10 s, and a log line only when what is seen changes.
-#[derive(Debug, Clone)]
-pub struct Search<T> {
-    last: Option<T>,
-    backoff: Backoff,
-}
-
-impl<T: PartialEq> Search<T> {
-    pub fn new() -> Self {
-        Search {
-            last: None,
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(10)),
-        }
-    }
-
-    /// Another miss: whether it is worth a log line, and how long to wait.
-    pub fn missed(&mut self, seen: T) -> (bool, Duration) {
-        let changed = self.last.as_ref() != Some(&seen);
-        self.last = Some(seen);
-        (changed, self.backoff.failed())
-    }
-}
-
-impl<T: PartialEq> Default for Search<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+#[path = "machine_claim.rs"]
+mod claim;
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]

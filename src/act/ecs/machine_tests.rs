@@ -117,7 +117,11 @@ fn drain_to_the_end(t: &mut Table) -> u32 {
     };
     let e = t.plan(drain());
     count(&e);
-    assert_eq!(e, vec![Effect::ReadFresh], "a decision reads this instance first");
+    assert_eq!(
+        e,
+        vec![Effect::ReadFresh],
+        "a decision reads this instance first"
+    );
     let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
     count(&e);
     assert!(has(&e, |e| matches!(e, Effect::Claim { .. })), "{e:?}");
@@ -174,7 +178,10 @@ fn the_first_read_is_spread_over_the_first_minute_and_later_ones_jittered() {
             _ => None,
         })
         .expect("timer");
-    assert!(next >= Duration::from_secs(225) && next < Duration::from_secs(271), "{next:?}");
+    assert!(
+        next >= Duration::from_secs(225) && next < Duration::from_secs(271),
+        "{next:?}"
+    );
     // The size is known now: the next idle read is of this instance alone.
     let e = t.after(next).feed(Event::RefreshDue);
     assert_eq!(e, vec![Effect::ReadView { instances: false }]);
@@ -185,7 +192,11 @@ fn a_healthy_idle_node_makes_no_decision_reads() {
     let mut t = Table::new(false);
     t.known(EcsStatus::Active, false, 20);
     for _ in 0..100 {
-        assert!(t.after(Duration::from_secs(1)).plan(EcsIntent::Recovered).is_empty());
+        assert!(
+            t.after(Duration::from_secs(1))
+                .plan(EcsIntent::Recovered)
+                .is_empty()
+        );
         assert!(t.plan(EcsIntent::Steady).is_empty());
     }
 }
@@ -223,7 +234,10 @@ fn critical_past_a_stale_view_drains_at_once_past_the_budget() {
     );
     let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
     assert!(
-        has(&e, |e| matches!(e, Effect::Drain { culprit: Some(f), .. } if f == "bad-task")),
+        has(
+            &e,
+            |e| matches!(e, Effect::Drain { culprit: Some(f), .. } if f == "bad-task")
+        ),
         "{e:?}"
     );
     let e = t.feed(Event::Drained(Ok(())));
@@ -280,10 +294,7 @@ fn the_budget_is_checked_again_once_after_draining_never_on_later_refreshes() {
             "{e:?}"
         );
         let e = t.feed(Event::View(Ok(facts(EcsStatus::Draining, true, None))));
-        assert!(
-            !has(&e, |e| matches!(e, Effect::Activate { .. })),
-            "{e:?}"
-        );
+        assert!(!has(&e, |e| matches!(e, Effect::Activate { .. })), "{e:?}");
         let e = t.plan(drain());
         assert_eq!(e.iter().map(is_call).sum::<u32>(), 0, "{e:?}");
     }
@@ -356,7 +367,11 @@ fn an_undo_after_draining_removes_the_mark_at_once_and_keeps_the_culprit() {
     // Another instance drained a second earlier and shows up now.
     let mine = rfc3339(wall0());
     let earlier = rfc3339(wall0() - Duration::from_secs(1));
-    let e = t.feed(budget(&[ME, OTHER], &[(ME, &mine), (OTHER, &earlier)], None));
+    let e = t.feed(budget(
+        &[ME, OTHER],
+        &[(ME, &mine), (OTHER, &earlier)],
+        None,
+    ));
     assert!(
         has(&e, |e| *e == Effect::Activate { keep_culprit: true }),
         "{e:?}"
@@ -368,7 +383,10 @@ fn an_undo_after_draining_removes_the_mark_at_once_and_keeps_the_culprit() {
     });
     let shown = shown.expect("shown");
     assert_eq!(shown.status, EcsStatus::Active);
-    assert_eq!(shown.mark, None, "no mark left that looks like a live claim");
+    assert_eq!(
+        shown.mark, None,
+        "no mark left that looks like a live claim"
+    );
 }
 
 #[test]
@@ -379,7 +397,10 @@ fn the_culprit_is_put_with_the_claim_whatever_the_view_predicted() {
     t.plan(drain());
     let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
     assert!(
-        has(&e, |e| matches!(e, Effect::Claim { culprit: Some(f), .. } if f == "bad-task")),
+        has(
+            &e,
+            |e| matches!(e, Effect::Claim { culprit: Some(f), .. } if f == "bad-task")
+        ),
         "{e:?}"
     );
 }
@@ -392,10 +413,16 @@ fn a_throttled_decision_read_delays_the_drain_counted_and_retried_never_decided(
     let e = t.feed(Event::Fresh(Err(Failure::throttled("Rate exceeded"))));
     assert!(has(&e, |e| *e == Effect::CountDelayed), "{e:?}");
     assert!(
-        has(&e, |e| matches!(e, Effect::Say(Note::Delayed { error, .. }) if error.throttled)),
+        has(
+            &e,
+            |e| matches!(e, Effect::Say(Note::Delayed { error, .. }) if error.throttled)
+        ),
         "{e:?}"
     );
-    assert!(!has(&e, |e| matches!(e, Effect::Claim { .. } | Effect::Drain { .. })));
+    assert!(!has(&e, |e| matches!(
+        e,
+        Effect::Claim { .. } | Effect::Drain { .. }
+    )));
     // Not before the backoff; then on a fresh read.
     assert!(t.plan(drain()).is_empty());
     let wait = match e.last() {
@@ -435,7 +462,10 @@ fn recovery_gives_back_only_after_a_fresh_read_and_a_good_lifecycle_read() {
         Some(Effect::RefreshIn(d)) => *d,
         other => panic!("{other:?}"),
     };
-    assert_eq!(t.after(wait).feed(Event::RefreshDue), vec![Effect::ReadFresh]);
+    assert_eq!(
+        t.after(wait).feed(Event::RefreshDue),
+        vec![Effect::ReadFresh]
+    );
     t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, true, None))));
     let e = t.feed(Event::Lifecycle(Ok(Lifecycle::InService)));
     assert_eq!(
@@ -453,7 +483,10 @@ fn recovery_leaves_alone_an_instance_an_operator_drained() {
     t.known(EcsStatus::Draining, true, 10);
     t.plan(EcsIntent::Recovered);
     let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, false, None))));
-    assert!(!has(&e, |e| matches!(e, Effect::ReadLifecycle | Effect::Activate { .. })));
+    assert!(!has(&e, |e| matches!(
+        e,
+        Effect::ReadLifecycle | Effect::Activate { .. }
+    )));
 }
 
 #[test]
@@ -463,13 +496,19 @@ fn observe_mode_reads_and_says_but_never_claims_drains_or_gives_back() {
     t.plan(drain());
     let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
     assert!(has(&e, |e| *e == Effect::Say(Note::Observed(EcsAction::Drain))));
-    assert!(!has(&e, |e| matches!(e, Effect::Claim { .. } | Effect::Drain { .. })));
+    assert!(!has(&e, |e| matches!(
+        e,
+        Effect::Claim { .. } | Effect::Drain { .. }
+    )));
     // An instance carrying diskguard's mark from an earlier enforce run is not given back.
     let mut t = Table::new(true);
     t.known(EcsStatus::Draining, true, 10);
     t.plan(EcsIntent::Recovered);
     let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, true, None))));
-    assert!(!has(&e, |e| matches!(e, Effect::ReadLifecycle | Effect::Activate { .. })));
+    assert!(!has(&e, |e| matches!(
+        e,
+        Effect::ReadLifecycle | Effect::Activate { .. }
+    )));
 }
 
 #[test]

@@ -4,8 +4,10 @@
 //! fresh read of this instance. It decides nothing itself.
 
 pub mod driver;
+pub mod events;
 pub mod machine;
 pub mod plane;
+mod search;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,7 +125,10 @@ pub async fn run(
             },
             () = refresh => Event::RefreshDue,
         };
-        if or_closed(&plans, driver.feed(event, &clock)).await.is_none() {
+        if or_closed(&plans, driver.feed(event, &clock))
+            .await
+            .is_none()
+        {
             break;
         }
     }

@@ -4,9 +4,9 @@
 
 use std::future::Future;
 
+use super::machine::Failure;
 use crate::aws::Lifecycle;
 pub use crate::ecs::SelfRead;
-use super::machine::Failure;
 use crate::ecs::{EcsClient, EcsError};
 
 impl From<EcsError> for Failure {
@@ -33,7 +33,8 @@ pub trait ControlPlane {
     fn draining(&self) -> impl Future<Output = PlaneResult<Vec<String>>> + Send;
     /// The instances that carry attribute `name`, with its value: ListAttributes by name,
     /// paging over the marked instances only.
-    fn marked(&self, name: &str) -> impl Future<Output = PlaneResult<Vec<(String, String)>>> + Send;
+    fn marked(&self, name: &str)
+    -> impl Future<Output = PlaneResult<Vec<(String, String)>>> + Send;
     /// PutAttributes on this instance, all in one call.
     fn put(&self, attributes: &[(&str, &str)]) -> impl Future<Output = PlaneResult<()>> + Send;
     /// DeleteAttributes on this instance by name, all in one call.
