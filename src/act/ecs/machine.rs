@@ -40,6 +40,8 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 pub const RECHECK: Duration = Duration::from_secs(60);
 /// Idle reads of this instance are never more often than this.
 pub const IDLE_MIN: Duration = Duration::from_secs(60);
+/// The first idle read after start comes within this long (at random).
+pub const FIRST_READ_SPREAD: Duration = Duration::from_secs(15);
 /// The cluster's size is learned again this often while idle (one DescribeClusters).
 pub const COUNT_EVERY: Duration = Duration::from_secs(30 * 60);
 /// ECS's sustained rate for cluster resource reads, per account and Region (API reference,
@@ -190,10 +192,10 @@ impl Machine {
         self.phase == Phase::Idle
     }
 
-    /// The first thing to do: an idle read spread over the first minute, so that a fleet
-    /// started by one Auto Scaling event does not read in the same second.
+    /// The first thing to do: an idle read spread over the first [`FIRST_READ_SPREAD`], so
+    /// that a fleet started by one Auto Scaling event does not read in the same second.
     pub fn start(&mut self, now: Instant) -> Vec<Effect> {
-        let first = IDLE_MIN.mul_f64(self.rng.f64());
+        let first = FIRST_READ_SPREAD.mul_f64(self.rng.f64());
         self.idle_at = now + first;
         vec![Effect::RefreshIn(first)]
     }

@@ -56,8 +56,15 @@ impl Machine {
                 vec![Effect::SetDraining],
             ),
             BudgetVerdict::Undo { rank, room } => {
-                let mut effects = self.count_suppression();
-                effects.push(Effect::Say(Note::LostClaim { rank, room }));
+                // No room at all (drains by others spent it) reads as a suppression; room
+                // taken by earlier claims, as a lost claim.
+                let mut effects = if room == 0 {
+                    self.suppressed_note(&drains)
+                } else {
+                    let mut e = self.count_suppression();
+                    e.push(Effect::Say(Note::LostClaim { rank, room }));
+                    e
+                };
                 effects.push(Effect::Withdraw);
                 self.settle_decision(now, false);
                 self.go(Phase::Withdrawing, effects)

@@ -160,13 +160,13 @@ fn idle_reads_are_spaced_by_the_cluster_size_and_never_more_than_once_a_minute()
 }
 
 #[test]
-fn the_first_read_is_spread_over_the_first_minute_and_later_ones_jittered() {
+fn the_first_read_is_spread_over_the_first_seconds_and_later_ones_jittered() {
     let mut t = Table::new(false);
     let e = t.m.start(t0());
     let [Effect::RefreshIn(first)] = e.as_slice() else {
         panic!("{e:?}")
     };
-    assert!(*first < IDLE_MIN);
+    assert!(*first < FIRST_READ_SPREAD);
     t.after(*first);
     let e = t.feed(Event::RefreshDue);
     assert_eq!(e, vec![Effect::ReadView { instances: true }]);

@@ -30,7 +30,7 @@ impl CwPeer {
         );
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/aws/cw_proxy.py");
         let mut proxy = Command::new(&python)
-            .args([script, "--port", "0", "--moto", &moto.endpoint()])
+            .args([script, "--port", "0", "--moto", &moto.raw_endpoint()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -235,13 +235,19 @@ fn is_hop_by_hop(name: &str) -> bool {
 }
 
 fn forward(state: &ProxyState, req: &Request) -> Response {
+    relay(&state.upstream, req, "faultproxy")
+}
+
+/// Relays `req` to `upstream` (`127.0.0.1:PORT`) and its answer back, without the
+/// hop-by-hop headers; 502 when the upstream is down. `who` names the proxy in that 502.
+pub(crate) fn relay(upstream: &str, req: &Request, who: &str) -> Response {
     let headers: Vec<(&str, &str)> = req
         .headers
         .iter()
         .filter(|(k, _)| !is_hop_by_hop(k))
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    match http_tcp(&state.upstream, &req.method, &req.path, &headers, &req.body) {
+    match http_tcp(upstream, &req.method, &req.path, &headers, &req.body) {
         Ok(up) => Response {
             status: up.status,
             headers: up
@@ -252,9 +258,6 @@ fn forward(state: &ProxyState, req: &Request) -> Response {
             body: up.body,
         },
         // Upstream down: what a load balancer in front of a dead backend says.
-        Err(e) => Response::text(
-            502,
-            &format!("faultproxy: upstream {}: {e}\n", state.upstream),
-        ),
+        Err(e) => Response::text(502, &format!("{who}: upstream {upstream}: {e}\n")),
     }
 }

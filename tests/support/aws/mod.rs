@@ -4,6 +4,7 @@
 pub mod cwpeer;
 pub mod ecs_agent;
 pub mod ecs_cluster;
+pub mod ecs_peer;
 pub mod ecs_world;
 pub mod faultproxy;
 pub mod imds;

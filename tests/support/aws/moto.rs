@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::aws::ecs_peer::EcsPeer;
 use crate::processes::peer::{
     Bin, HttpResponse, PeerProcess, binary, free_port, http_tcp, temp_dir,
 };
@@ -11,6 +12,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct Moto {
+    /// ECS as the daemon under test sees it: moto behind the ECS-faithful peer (pages,
+    /// ListAttributes by name, DeleteAttributes by name, ECS's throttling quotas).
+    ecs: EcsPeer,
     process: PeerProcess,
     port: u16,
     startup: Duration,
@@ -46,6 +50,7 @@ impl Moto {
             }) {
                 Ok(()) => {
                     return Moto {
+                        ecs: EcsPeer::start(&format!("http://127.0.0.1:{port}")),
                         process,
                         port,
                         startup: started.elapsed(),
@@ -64,9 +69,20 @@ impl Moto {
         );
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` of the ECS-faithful peer in front of moto: what the daemon
+    /// under test is pointed at (`AWS_ENDPOINT_URL_ECS`). Other services pass through it.
     pub fn endpoint(&self) -> String {
+        self.ecs.endpoint()
+    }
+
+    /// moto itself, for seeding and checking state without counting or throttling.
+    pub fn raw_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The ECS-faithful peer: its call counts, quotas and lag.
+    pub fn ecs(&self) -> &EcsPeer {
+        &self.ecs
     }
     pub fn port(&self) -> u16 {
         self.port

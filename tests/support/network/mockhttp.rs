@@ -30,6 +30,17 @@ pub struct Request {
 }
 
 impl Request {
+    /// A POST to `/` made by a test peer itself (e.g. a proxy's own call upstream).
+    pub fn synthetic(headers: Vec<(String, String)>, body: Vec<u8>) -> Self {
+        Request {
+            method: "POST".into(),
+            path: "/".into(),
+            headers,
+            body,
+            keep_alive: false,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
