@@ -1,5 +1,5 @@
 # The commands README.md starts with. `make test` is also what CI runs (.ci/run).
-.PHONY: run test deps lint packaging unit bench release test-release userdata soak footprint
+.PHONY: run test deps lint packaging unit bench release test-release userdata soak footprint simulate
 
 # Where `make test` puts the static release its install tests use.
 TEST_DIST ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/test-dist
@@ -46,6 +46,12 @@ unit:
 
 bench:
 	cargo bench --bench tick
+
+# The fleet simulation at 1,000 and 5,000 instances: the daemon's ECS machine and driver
+# against a simulated control plane (tests/simulate.rs); prints the BENCHMARKS.md table.
+# DISKGUARD_SIM_SEED picks the scenario. `make test` runs a 200-instance run of it.
+simulate:
+	cargo test --profile sim --test simulate -- --ignored --nocapture
 
 # About 20 minutes of random image and container churn against a private dockerd while
 # the agent reclaims; audits the engine's events, memory and `status` (not part of
