@@ -6,6 +6,7 @@
 # Delivery (units, user data, release, sysext) adds: ignition (ignition-validate),
 # debootstrap (the systemd image the install tests boot), squashfs-tools (the sysext),
 # musl-tools and the rustup target x86_64-unknown-linux-musl (the static release).
+# The Prometheus endpoint adds: prometheus (promtool and the server that scrapes it).
 set -euo pipefail
 
 VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
@@ -17,8 +18,10 @@ MOTO_SPEC='moto[server]>=5,<6'
 # setpriv (parent-death signal for peers). e2fsprogs: mkfs.ext4.
 # docker-registry: a private registry on loopback, to pull images by digest only.
 # openssl: the certificates of the etcd TLS tests.
+# prometheus: promtool (check metrics, check rules) and a real Prometheus that scrapes
+# diskguard's /metrics in tests/prometheus.rs (its service is not started, as above).
 APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd docker-registry
-    ignition debootstrap squashfs-tools musl-tools binutils openssl)
+    ignition debootstrap squashfs-tools musl-tools binutils openssl prometheus)
 
 installed=()
 

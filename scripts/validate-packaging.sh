@@ -10,7 +10,9 @@
 #      dashboard body is valid JSON once !Sub is resolved, every metric it graphs or alarms on
 #      is a contract metric of diskguard's namespace (so a typo cannot pass), and a launch
 #      template's user data, !Sub resolved with sample values, passes the cloud-config checker
-#      (tests/support/systemd/cloud_config_check.py) and fits EC2's 16 KB.
+#      (tests/support/systemd/cloud_config_check.py) and fits EC2's 16 KB;
+#   4. promtool (Debian's prometheus package) on packaging/prometheus/diskguard-rules.yml:
+#      `check rules` clean, and `test rules` on diskguard-rules.test.yml passing.
 # Prints one line per check; exits non-zero if any fails.
 # Run: scripts/validate-packaging.sh   (DISKGUARD_TEST_VENV overrides /opt/diskguard-test-venv)
 set -euo pipefail
@@ -20,6 +22,8 @@ VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
 TEMPLATES=(packaging/cloudformation/diskguard.yaml packaging/cloudformation/diskguard-node.yaml)
 POLICY=packaging/iam/diskguard-policy.json
 CLOUD_CONFIG_CHECK=tests/support/systemd/cloud_config_check.py
+RULES=packaging/prometheus/diskguard-rules.yml
+RULES_TEST=packaging/prometheus/diskguard-rules.test.yml
 
 for tool in cfn-lint parliament python; do
     if [[ ! -x $VENV/bin/$tool ]]; then
@@ -27,6 +31,11 @@ for tool in cfn-lint parliament python; do
         exit 1
     fi
 done
+
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "validate-packaging: promtool is missing; run scripts/test-deps.sh" >&2
+    exit 1
+fi
 
 failed=0
 report() { # name, status, output
@@ -218,5 +227,13 @@ else
     report "$TEMPLATE: policy matches the JSON policy, dashboard and user data valid, metric names are the contract's" "$status" "$output"
 fi
 done
+
+# promtool prints SUCCESS lines when all is well, so only its status counts here.
+status=0
+output=$(promtool check rules "$RULES" 2>&1) || status=$?
+report "promtool check rules $RULES" "$status" "$([[ $status -eq 0 ]] || echo "$output")"
+status=0
+output=$(promtool test rules "$RULES_TEST" 2>&1) || status=$?
+report "promtool test rules $RULES_TEST: every alert fires when it should, and only then" "$status" "$([[ $status -eq 0 ]] || echo "$output")"
 
 exit "$failed"

@@ -18,7 +18,6 @@ use crate::act::etcd::EtcdChannels;
 use crate::actors::Actors;
 use crate::config::Settings;
 use crate::config::Toggle;
-use crate::counters::Counters;
 use crate::docker::TopWriter;
 use crate::human;
 use crate::policy::{Driver, Level, Plan, State, decide};
@@ -180,7 +179,7 @@ impl Daemon {
             .spawn(|plans| crate::act::docker::run(settings, channels, plans));
         if self.settings.cloudwatch.enabled != Toggle::Off {
             let (tx, rx) = mpsc::unbounded_channel();
-            let totals = totals(&self.docker.counters);
+            let totals = Totals::read(&self.docker.counters);
             let cw = &self.settings.cloudwatch;
             self.metrics = Some((
                 Aggregator::new(cw.interval, SystemTime::now(), totals, &cw.extra_metrics),
@@ -189,6 +188,14 @@ impl Daemon {
             let (settings, counters) = (self.settings.clone(), Arc::clone(&self.docker.counters));
             self.actors
                 .spawn(|plans| crate::report::cloudwatch::run(settings, rx, counters, plans));
+        }
+        // Scrapes read the plans published below, the ECS view and the counters on the
+        // actor threads: nothing is added to the loop.
+        if let Some(listen) = self.settings.prometheus.listen {
+            let counters = Arc::clone(&self.docker.counters);
+            let ecs = self.ecs.view.subscribe();
+            self.actors
+                .spawn(move |plans| crate::report::prometheus::run(listen, counters, ecs, plans));
         }
         if self.settings.ecs.enabled != Toggle::Off {
             let (settings, channels) = (self.settings.clone(), self.ecs.clone());
@@ -232,7 +239,7 @@ impl Daemon {
         info!("stopping on {why}");
         // The interval in progress goes out with the final flush.
         if let Some((agg, tx)) = &mut self.metrics {
-            let _ = tx.send(agg.close(SystemTime::now(), totals(&self.docker.counters)));
+            let _ = tx.send(agg.close(SystemTime::now(), Totals::read(&self.docker.counters)));
         }
         self.actors.shutdown(SHUTDOWN_GRACE).await;
         info!("stopped");
@@ -269,9 +276,13 @@ impl Daemon {
         if let Some((agg, tx)) = self.metrics.as_mut().filter(|_| due) {
             self.metrics_sampled = Some(now);
             let extras = extras(&snapshot, &self.docker.writers.borrow());
-            if let Some(batch) =
-                agg.observe(now, &plan, &snapshot, totals(&self.docker.counters), extras)
-            {
+            if let Some(batch) = agg.observe(
+                now,
+                &plan,
+                &snapshot,
+                Totals::read(&self.docker.counters),
+                extras,
+            ) {
                 // The actor buffers; a send only fails once it has stopped.
                 let _ = tx.send(batch);
             }
@@ -344,15 +355,6 @@ impl Daemon {
             warn!(volume = f.volume.map(Volume::name), "{}", f.message);
         }
         self.last_findings = findings;
-    }
-}
-
-fn totals(c: &Counters) -> Totals {
-    Totals {
-        reclaimed_bytes: Counters::get(&c.reclaimed_bytes),
-        reclaim_errors: Counters::get(&c.reclaim_errors),
-        drains_suppressed: Counters::get(&c.drains_suppressed),
-        evictions: c.evictions(),
     }
 }
 

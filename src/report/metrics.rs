@@ -112,6 +112,19 @@ pub struct Totals {
     pub evictions: BTreeMap<String, u64>,
 }
 
+impl Totals {
+    /// The counters as they are now.
+    pub fn read(c: &crate::counters::Counters) -> Self {
+        use crate::counters::Counters;
+        Totals {
+            reclaimed_bytes: Counters::get(&c.reclaimed_bytes),
+            reclaim_errors: Counters::get(&c.reclaim_errors),
+            drains_suppressed: Counters::get(&c.drains_suppressed),
+            evictions: c.evictions(),
+        }
+    }
+}
+
 /// Extra numbers for `extra_metrics`, sampled with each tick when available.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Extras {

@@ -5,5 +5,6 @@ pub mod etcd_status;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod prometheus;
 pub mod status;
 pub mod summary;

@@ -13,7 +13,7 @@ use crate::sample::EcsStatus;
 impl Machine {
     /// Before a retried claim: claim only if one more drain fits.
     pub(super) fn prechecked(&mut self, b: &Budget, now: Instant, wall: SystemTime) -> Vec<Effect> {
-        let drains = self.drains(&b, now, None);
+        let drains = self.drains(b, now, None);
         if drains.iter().any(|d| d.arn == self.me && d.draining) {
             return self.someone_else(now);
         }
@@ -42,7 +42,7 @@ impl Machine {
         wall: SystemTime,
     ) -> Vec<Effect> {
         let own = self.mark.clone();
-        let drains = self.drains(&b, now, own.as_deref());
+        let drains = self.drains(b, now, own.as_deref());
         if drains.iter().any(|d| d.arn == self.me && d.draining) {
             // Drained by someone else between the read and the claim: the mark
             // must not make it diskguard's.
@@ -94,7 +94,7 @@ impl Machine {
     /// The one re-check after a drain below critical.
     pub(super) fn verify(&mut self, b: &Budget, now: Instant, wall: SystemTime) -> Vec<Effect> {
         let own = self.mark.clone();
-        let drains = self.drains(&b, now, own.as_deref());
+        let drains = self.drains(b, now, own.as_deref());
         let verdict = if self.critical() {
             BudgetVerdict::Keep
         } else {

@@ -36,6 +36,8 @@ pub enum Bin {
     Unshare,
     Readelf,
     Sha256sum,
+    Prometheus,
+    Promtool,
 }
 
 impl Bin {
@@ -123,6 +125,16 @@ impl Bin {
                 "sha256sum",
                 "apt-get install coreutils",
                 &["/usr/bin/sha256sum"],
+            ),
+            Bin::Prometheus => (
+                "prometheus",
+                "apt-get install prometheus",
+                &["/usr/bin/prometheus"],
+            ),
+            Bin::Promtool => (
+                "promtool",
+                "apt-get install prometheus",
+                &["/usr/bin/promtool"],
             ),
         }
     }
