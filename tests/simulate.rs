@@ -352,6 +352,13 @@ fn run(n: usize, seed: u64, cascade_ms: u64) -> Report {
         let window = u64::try_from((FRESH + CLAIM_WAIT).as_millis()).unwrap_or(u64::MAX) + 1_000;
         if read.is_none_or(|(ms, draining)| draining || drained - ms > window) {
             report.stale_decisions += 1;
+            eprintln!("seed {seed}: agent {i} drained at {drained} ms on the read {read:?}:");
+            for (ms, c) in w.log[i]
+                .iter()
+                .filter(|(ms, _)| ms + 40_000 >= drained && *ms <= drained)
+            {
+                eprintln!("  {ms} ms {c:?}");
+            }
         }
     }
     let _ = SETTLE;

@@ -41,8 +41,15 @@ impl SimClock {
     pub fn instant(&self, ms: u64) -> Instant {
         self.base + Duration::from_millis(ms)
     }
+    /// The millisecond at or after `at`: a timer is never fired before it is due.
     pub fn ms_of(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+        let d = at.saturating_duration_since(self.base);
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if d > Duration::from_millis(ms) {
+            ms + 1
+        } else {
+            ms
+        }
     }
 }
 

@@ -42,8 +42,10 @@ pub const RECHECK: Duration = Duration::from_secs(60);
 pub const IDLE_MIN: Duration = Duration::from_secs(60);
 /// The first idle read after start comes within this long (at random).
 pub const FIRST_READ_SPREAD: Duration = Duration::from_secs(15);
-/// The cluster's size is learned again this often while idle (one DescribeClusters).
+/// The cluster's size is learned again this often while idle (one DescribeClusters), or
+/// every [`COUNT_READS`] idle reads when those are further apart.
 pub const COUNT_EVERY: Duration = Duration::from_secs(30 * 60);
+pub const COUNT_READS: u32 = 10;
 /// ECS's sustained rate for cluster resource reads, per account and Region (API reference,
 /// "Request throttling for the Amazon ECS API"): what the read budget is a share of.
 pub const ECS_SUSTAINED_READS_PER_SECOND: f64 = 20.0;
@@ -57,7 +59,10 @@ const VERIFY_TRIES: u32 = 5;
 /// less than [`IDLE_MIN`]. The jitter (× 1.0–1.2) is added by the machine.
 pub fn idle_every(instances: u32, share_percent: f64) -> Duration {
     let fleet_rate = ECS_SUSTAINED_READS_PER_SECOND * share_percent / 100.0;
-    let spaced = f64::from(instances.max(1)) / fleet_rate.max(f64::MIN_POSITIVE);
+    // Each idle read costs 1 call, plus a tenth of a DescribeClusters (the size is learned
+    // again every COUNT_READS-th read at most).
+    let per_read = 1.0 + 1.0 / f64::from(COUNT_READS);
+    let spaced = f64::from(instances.max(1)) * per_read / fleet_rate.max(f64::MIN_POSITIVE);
     IDLE_MIN.max(Duration::from_secs_f64(spaced.min(86_400.0)))
 }
 
@@ -206,7 +211,7 @@ impl Machine {
             (Phase::Idle, Event::Plan(wish)) => self.plan(wish, now, wall),
             (Phase::Idle, Event::RefreshDue) => self.due(now),
             (Phase::Viewing, Event::View(r)) => self.viewed(r, now),
-            (Phase::Reading, Event::Fresh(Ok(facts))) => self.decide(facts, now, wall),
+            (Phase::Reading, Event::Fresh(Ok(facts))) => self.decide(facts, now, now, wall),
             (Phase::Reading, Event::Fresh(Err(e))) => {
                 self.delayed("read this instance's ECS status", e, now)
             }
@@ -388,8 +393,8 @@ impl Machine {
         // A read younger than FRESH is as good as a new one.
         match &self.known {
             Some((facts, at)) if now.duration_since(*at) < FRESH => {
-                let facts = facts.clone();
-                self.decide(facts, now, wall)
+                let (facts, at) = (facts.clone(), *at);
+                self.decide(facts, at, now, wall)
             }
             _ => self.go(Phase::Reading, vec![Effect::ReadFresh]),
         }
@@ -419,9 +424,17 @@ impl Machine {
     }
 
     /// A fresh read is in: act on it.
-    fn decide(&mut self, facts: ViewFacts, now: Instant, wall: SystemTime) -> Vec<Effect> {
+    /// `read_at`: when `facts` were read — kept, so that a read is never made fresher by
+    /// being decided on again.
+    fn decide(
+        &mut self,
+        facts: ViewFacts,
+        read_at: Instant,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<Effect> {
         let mut effects = self.recovered_view();
-        self.known = Some((facts.clone(), now));
+        self.known = Some((facts.clone(), read_at));
         if let Some(n) = facts.instances {
             self.instances = Some((n, now));
         }
@@ -587,17 +600,20 @@ impl Machine {
 
     /// Whether a read should learn the cluster's size again.
     fn needs_count(&self, now: Instant) -> bool {
-        self.instances
-            .is_none_or(|(_, at)| now.duration_since(at) >= COUNT_EVERY)
+        self.instances.is_none_or(|(n, at)| {
+            let every = idle_every(n, self.idle_read_percent) * COUNT_READS;
+            now.duration_since(at) >= COUNT_EVERY.max(every)
+        })
     }
 
     fn learn(&mut self, status: EcsStatus, now: Instant) {
         let mark = self.mark.clone();
         match self.known.as_mut() {
-            Some((facts, at)) => {
+            // What this instance just did, not a read: the time of the last read stays, so
+            // a decision still reads afresh.
+            Some((facts, _)) => {
                 facts.status = status;
                 facts.mark = mark;
-                *at = now;
             }
             None => {
                 self.known = Some((
@@ -607,7 +623,7 @@ impl Machine {
                         culprit: None,
                         instances: None,
                     },
-                    now,
+                    now.checked_sub(FRESH).unwrap_or(now),
                 ));
             }
         }
