@@ -561,6 +561,9 @@ impl Machine {
 
     fn viewed(&mut self, result: Result<ViewFacts, Failure>, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();
+        // The first read that learns the cluster's size puts this agent at a random point
+        // of its spacing: a fleet started together then reads evenly, not in waves.
+        let first_size = self.instances.is_none();
         match result {
             Ok(facts) => {
                 effects.extend(self.recovered_view());
@@ -585,7 +588,12 @@ impl Machine {
         }
         // Spaced by the cluster's size as now known, with jitter.
         let every = idle_every(self.instances.map_or(1, |(n, _)| n), self.idle_read_percent);
-        self.idle_at = now + every.mul_f64(1.0 + 0.2 * self.rng.f64());
+        let wait = if first_size && self.instances.is_some() {
+            every.mul_f64(self.rng.f64()).max(IDLE_MIN)
+        } else {
+            every.mul_f64(1.0 + 0.2 * self.rng.f64())
+        };
+        self.idle_at = now + wait;
         effects.extend(self.rest(now));
         self.go(Phase::Idle, effects)
     }

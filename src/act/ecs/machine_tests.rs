@@ -179,13 +179,28 @@ fn the_first_read_is_spread_over_the_first_seconds_and_later_ones_jittered() {
             _ => None,
         })
         .expect("timer");
+    // The first read that learns the size lands at a random point of the spacing (so a
+    // fleet started together spreads out), never sooner than a minute.
+    assert!(
+        next >= IDLE_MIN && next < Duration::from_secs(248),
+        "{next:?}"
+    );
+    // The size is known now: the next idle read is of this instance alone, and the one
+    // after it spaced by the size with 0–20 % jitter.
+    let e = t.after(next).feed(Event::RefreshDue);
+    assert_eq!(e, vec![Effect::ReadView { instances: false }]);
+    let e = t.feed(Event::View(Ok(facts(EcsStatus::Active, false, None))));
+    let next = e
+        .iter()
+        .find_map(|e| match e {
+            Effect::RefreshIn(d) => Some(*d),
+            _ => None,
+        })
+        .expect("timer");
     assert!(
         next >= Duration::from_secs(247) && next < Duration::from_secs(298),
         "{next:?}"
     );
-    // The size is known now: the next idle read is of this instance alone.
-    let e = t.after(next).feed(Event::RefreshDue);
-    assert_eq!(e, vec![Effect::ReadView { instances: false }]);
 }
 
 #[test]
