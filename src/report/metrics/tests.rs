@@ -269,3 +269,29 @@ fn evictions_go_out_per_task_family_only_for_families_that_caused_one() {
         "only what happened in the interval"
     );
 }
+
+#[test]
+fn draining_is_not_published_while_the_instance_cannot_be_read() {
+    // Read once (DRAINING), then ECS went away or the instance was deregistered: the last
+    // value would be a guess, so nothing is published.
+    let mut agg = Aggregator::new(Duration::from_secs(60), at(0), Totals::default(), &[]);
+    let mut snap = snapshot(at(1), 50.0, 1);
+    if let Some(ecs) = snap.ecs.as_mut() {
+        ecs.status = EcsStatus::Draining;
+        ecs.current = false;
+    }
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    let plan = decide(
+        &snap,
+        &history,
+        &State::default(),
+        &Settings::default(),
+        at(1),
+    );
+    agg.observe(at(1), &plan, &snap, Totals::default(), Extras::default());
+    let b = agg.close(at(60), Totals::default());
+    assert!(
+        b.datums.iter().all(|d| d.name != "Draining"),
+        "no Draining from a view that is no longer current"
+    );
+}
