@@ -367,6 +367,11 @@ impl Machine {
             self.claimed_once = false;
             self.someone_else_said = false;
         }
+        if wish.intent != self.intent {
+            // A new episode (or a step within one) is decided afresh, even when it asks
+            // what an earlier episode's last decision was about.
+            self.decided = None;
+        }
         self.intent = wish.intent;
         self.culprit = wish.culprit.clone();
         if self.retry_at.is_some_and(|at| now < at) {
