@@ -82,6 +82,16 @@ fn budget(draining: &[&str], marks: &[(&str, &str)], instances: Option<u32>) -> 
     }))
 }
 
+/// A drain decided on a fresh read, its claim put and CLAIM_WAIT passed: the budget read
+/// is next.
+fn claim_checked_next(t: &mut Table, instances: u32) {
+    t.known(EcsStatus::Active, false, instances);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+}
+
 fn has(effects: &[Effect], want: impl Fn(&Effect) -> bool) -> bool {
     effects.iter().any(want)
 }
@@ -319,11 +329,7 @@ fn the_budget_is_checked_again_once_after_draining_never_on_later_refreshes() {
 #[test]
 fn a_lost_claim_is_withdrawn_and_counted_once_and_retried_with_a_room_check_first() {
     let mut t = Table::new(false);
-    t.known(EcsStatus::Active, false, 10);
-    t.plan(drain());
-    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
-    t.feed(Event::Claimed(Ok(())));
-    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    claim_checked_next(&mut t, 10);
     // Someone else drained another instance: the budget of 1 is spent.
     let e = t.feed(budget(&[OTHER], &[], Some(10)));
     assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
@@ -346,11 +352,7 @@ fn a_lost_claim_is_withdrawn_and_counted_once_and_retried_with_a_room_check_firs
 #[test]
 fn an_earlier_claim_wins_even_when_a_lagging_read_hides_this_ones() {
     let mut t = Table::new(false);
-    t.known(EcsStatus::Active, false, 10);
-    t.plan(drain());
-    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
-    t.feed(Event::Claimed(Ok(())));
-    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    claim_checked_next(&mut t, 10);
     // Another instance claimed a second before; this one's own claim is not visible yet.
     let claimed = wall0() + t.now - CLAIM_WAIT;
     let earlier = rfc3339(claimed - Duration::from_secs(1));
@@ -358,11 +360,7 @@ fn an_earlier_claim_wins_even_when_a_lagging_read_hides_this_ones() {
     assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
     // And the later claim loses to this one.
     let mut t = Table::new(false);
-    t.known(EcsStatus::Active, false, 10);
-    t.plan(drain());
-    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
-    t.feed(Event::Claimed(Ok(())));
-    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    claim_checked_next(&mut t, 10);
     let claimed = wall0() + t.now - CLAIM_WAIT;
     let later = rfc3339(claimed + Duration::from_secs(1));
     let e = t.feed(budget(&[], &[(OTHER, &later)], Some(10)));
@@ -372,11 +370,7 @@ fn an_earlier_claim_wins_even_when_a_lagging_read_hides_this_ones() {
 #[test]
 fn an_undo_after_draining_removes_the_mark_at_once_and_keeps_the_culprit() {
     let mut t = Table::new(false);
-    t.known(EcsStatus::Active, false, 10);
-    t.plan(drain());
-    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
-    t.feed(Event::Claimed(Ok(())));
-    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    claim_checked_next(&mut t, 10);
     t.feed(budget(&[], &[], Some(10)));
     t.feed(Event::Drained(Ok(())));
     t.after(SETTLE).feed(Event::RefreshDue);
@@ -453,11 +447,7 @@ fn a_throttled_decision_read_delays_the_drain_counted_and_retried_never_decided(
 #[test]
 fn a_failed_budget_read_withdraws_the_claim_and_never_drains() {
     let mut t = Table::new(false);
-    t.known(EcsStatus::Active, false, 10);
-    t.plan(drain());
-    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
-    t.feed(Event::Claimed(Ok(())));
-    t.after(CLAIM_WAIT).feed(Event::RefreshDue);
+    claim_checked_next(&mut t, 10);
     let e = t.feed(Event::Budget(Err(Failure::throttled("Rate exceeded"))));
     assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
     assert!(has(&e, |e| *e == Effect::CountDelayed), "{e:?}");
