@@ -374,6 +374,13 @@ fn ecs_and_cloudwatch_down_for_ten_simulated_minutes_then_every_interval_arrives
     cw.go_down();
     let down = SystemTime::now();
     std::thread::sleep(Duration::from_secs(10));
+    // The first read of the cluster lands at a random point of its first 15 s (so a
+    // fleet started together reads evenly): ECS stays down until the agent has met it.
+    said(
+        &mut daemon,
+        "cannot read the ECS container instance",
+        Duration::from_secs(30),
+    );
     cw.heal();
     ecs.clear();
     let healed = SystemTime::now();
