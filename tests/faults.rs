@@ -390,10 +390,13 @@ fn ecs_and_cloudwatch_down_for_ten_simulated_minutes_then_every_interval_arrives
         "CloudWatch answers again",
         Duration::from_secs(60),
     );
+    // A failed idle read is tried again at the idle spacing (60–72 s here), not sooner:
+    // an ECS outage meets the whole fleet at once, and retrying faster would throttle the
+    // account the moment ECS answers again.
     let ecs_back = said(
         &mut daemon,
         "the ECS container instance can be read again",
-        Duration::from_secs(60),
+        Duration::from_secs(90),
     );
     let secs = |t: SystemTime| t.duration_since(healed).unwrap_or_default().as_secs_f64();
     println!(
