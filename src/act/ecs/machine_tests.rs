@@ -556,3 +556,29 @@ fn search_logs_only_when_what_it_sees_changes() {
     assert!(!s.missed("a").0);
     assert!(s.missed("b").0);
 }
+
+/// The simulation's seed 1 (1,000 agents): a claim's budget read throttled, the claim
+/// withdrawn, two fresh reads throttled, then the disk reached critical — the drain must
+/// rest on a new read, not on the one made before the claim.
+#[test]
+fn a_critical_drain_after_throttled_reads_reads_afresh() {
+    let mut t = Table::new(false);
+    claim_checked_next(&mut t, 1000);
+    let throttled = || Failure::throttled("ThrottlingException: Rate exceeded");
+    let e = t.feed(Event::Budget(Err(throttled())));
+    assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
+    t.feed(Event::Withdrawn(Ok(())));
+    for _ in 0..2 {
+        let retry = t.m.retry_at.expect("a retry") - (t0() + t.now);
+        let e = t.after(retry).feed(Event::RefreshDue);
+        assert_eq!(e, vec![Effect::ReadFresh]);
+        t.feed(Event::Fresh(Err(throttled())));
+    }
+    let retry = t.m.retry_at.expect("a retry") - (t0() + t.now);
+    let e = t.after(retry).plan(EcsIntent::Drain { critical: true });
+    assert!(
+        !has(&e, |e| matches!(e, Effect::Drain { .. })),
+        "drained on a read {:?} old: {e:?}",
+        t.m.known.as_ref().map(|(_, at)| t0() + t.now - *at)
+    );
+}
