@@ -298,10 +298,7 @@ fn a_disk_full_to_the_last_block_keeps_the_agent_answering_and_it_writes_nothing
 /// When the daemon said `needle` (by its own log timestamp), whether it already has or
 /// does within `limit`.
 fn said(daemon: &mut Daemon, needle: &str, limit: Duration) -> SystemTime {
-    let line = match daemon.seen.iter().find(|l| l.contains(needle)) {
-        Some(line) => line.clone(),
-        None => daemon.wait_for(needle, limit).1,
-    };
+    let line = daemon.said(needle, limit);
     let stamp = line.split_whitespace().next().unwrap_or_default();
     humantime::parse_rfc3339(stamp).unwrap_or_else(|_| panic!("no timestamp: {line}"))
 }

@@ -80,6 +80,15 @@ impl Daemon {
         }
     }
 
+    /// The first line containing `needle`, whether already read (by an earlier wait) or
+    /// arriving within `limit`.
+    pub fn said(&mut self, needle: &str, limit: Duration) -> String {
+        match self.seen.iter().find(|l| l.contains(needle)) {
+            Some(line) => line.clone(),
+            None => self.wait_for(needle, limit).1,
+        }
+    }
+
     /// Reads whatever arrives for `d` (to count lines afterwards).
     pub fn drain_for(&mut self, d: Duration) {
         let deadline = Instant::now() + d;
