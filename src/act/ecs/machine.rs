@@ -209,7 +209,7 @@ impl Machine {
     pub fn handle(&mut self, event: Event, now: Instant, wall: SystemTime) -> Vec<Effect> {
         match (self.phase, event) {
             (Phase::Idle, Event::Plan(wish)) => self.plan(wish, now, wall),
-            (Phase::Idle, Event::RefreshDue) => self.due(now),
+            (Phase::Idle, Event::RefreshDue) => self.due(now, wall),
             (Phase::Viewing, Event::View(r)) => self.viewed(r, now),
             (Phase::Reading, Event::Fresh(Ok(facts))) => self.decide(facts, now, now, wall),
             (Phase::Reading, Event::Fresh(Err(e))) => {
@@ -246,6 +246,7 @@ impl Machine {
             }
             (Phase::Draining { critical }, Event::Drained(Ok(()))) => self.drained(critical, now),
             (Phase::Draining { .. }, Event::Drained(Err(e))) => {
+                self.read_before_action(now);
                 self.delayed("drain the container instance", e, now)
             }
             (Phase::Settling, Event::RefreshDue) => {
@@ -395,7 +396,12 @@ impl Machine {
         if !self.wants_decision(now) {
             return Vec::new();
         }
-        // A read younger than FRESH is as good as a new one.
+        self.decide_on_fresh(now, wall)
+    }
+
+    /// Decides on what is known if it was read less than [`FRESH`] ago (as good as a new
+    /// read), else reads this instance first.
+    fn decide_on_fresh(&mut self, now: Instant, wall: SystemTime) -> Vec<Effect> {
         match &self.known {
             Some((facts, at)) if now.duration_since(*at) < FRESH => {
                 let (facts, at) = (facts.clone(), *at);
@@ -548,17 +554,19 @@ impl Machine {
     }
 
     /// The timer's due: an idle read, or a retry.
-    fn due(&mut self, now: Instant) -> Vec<Effect> {
+    fn due(&mut self, now: Instant, wall: SystemTime) -> Vec<Effect> {
         if now >= self.idle_at {
             let instances = self.needs_count(now);
             return self.go(Phase::Viewing, vec![Effect::ReadView { instances }]);
         }
         if self.retry_at.is_some_and(|at| now >= at) {
             self.retry_at = None;
-            // The decision is taken again with the newest intent, on a fresh read.
+            // The decision is taken again with the newest intent, on a fresh read: the one
+            // made before a throttled budget read still counts if it is young enough, so
+            // that a retry under throttling spends no read it does not need.
             self.decided = None;
             if self.wants_decision(now) {
-                return self.go(Phase::Reading, vec![Effect::ReadFresh]);
+                return self.decide_on_fresh(now, wall);
             }
         }
         self.rest(now)
@@ -697,9 +705,18 @@ impl Machine {
         self.go(Phase::Idle, effects)
     }
 
+    /// What was read came before an action that failed and may have half happened: no
+    /// longer fresh, whatever its age, so the retry reads again.
+    fn read_before_action(&mut self, now: Instant) {
+        if let Some((_, at)) = self.known.as_mut() {
+            *at = now.checked_sub(FRESH).unwrap_or(*at).min(*at);
+        }
+    }
+
     /// An action failed: wait (doubling), then decide again on a fresh read — it shows
     /// what the failed call left behind.
     fn failed(&mut self, what: &'static str, error: Failure, now: Instant) -> Vec<Effect> {
+        self.read_before_action(now);
         let retry_in = self.backoff.failed_with(self.rng.f64());
         self.retry_at = Some(now + retry_in);
         let mut effects = vec![Effect::Say(Note::Failed {

@@ -569,8 +569,9 @@ fn a_critical_drain_after_throttled_reads_reads_afresh() {
     assert!(has(&e, |e| *e == Effect::Withdraw), "{e:?}");
     t.feed(Event::Withdrawn(Ok(())));
     for _ in 0..2 {
+        // Retried once the read before the claim is no longer fresh.
         let retry = t.m.retry_at.expect("a retry") - (t0() + t.now);
-        let e = t.after(retry).feed(Event::RefreshDue);
+        let e = t.after(retry.max(FRESH)).feed(Event::RefreshDue);
         assert_eq!(e, vec![Effect::ReadFresh]);
         t.feed(Event::Fresh(Err(throttled())));
     }
@@ -581,4 +582,38 @@ fn a_critical_drain_after_throttled_reads_reads_afresh() {
         "drained on a read {:?} old: {e:?}",
         t.m.known.as_ref().map(|(_, at)| t0() + t.now - *at)
     );
+}
+
+/// Under throttling a retry spends no read it does not need: the read of this instance
+/// made before a throttled budget read is decided on again while it is younger than FRESH.
+#[test]
+fn a_retry_after_a_throttled_budget_read_decides_on_a_read_still_fresh() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(drain());
+    t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    t.feed(Event::Claimed(Ok(())));
+    // The claim was the first: a retry checks for room before claiming again.
+    t.after(Duration::from_secs(1)).feed(Event::RefreshDue);
+    t.feed(Event::Budget(Err(Failure::throttled("Rate exceeded"))));
+    t.feed(Event::Withdrawn(Ok(())));
+    let retry = t.m.retry_at.expect("a retry") - (t0() + t.now);
+    assert!(Duration::from_secs(1) + retry < FRESH, "{retry:?}");
+    let e = t.after(retry).feed(Event::RefreshDue);
+    assert!(!has(&e, |e| *e == Effect::ReadFresh), "{e:?}");
+    assert!(has(&e, |e| matches!(e, Effect::ReadBudget { .. })), "{e:?}");
+}
+
+/// After a failed action the read before it no longer says what is there: read again.
+#[test]
+fn a_retry_after_a_failed_action_reads_again_however_young_the_read() {
+    let mut t = Table::new(false);
+    t.known(EcsStatus::Active, false, 10);
+    t.plan(EcsIntent::Drain { critical: true });
+    let e = t.feed(Event::Fresh(Ok(facts(EcsStatus::Active, false, None))));
+    assert!(has(&e, |e| matches!(e, Effect::Drain { .. })), "{e:?}");
+    t.feed(Event::Drained(Err(Failure::new("connection reset"))));
+    let retry = t.m.retry_at.expect("a retry") - (t0() + t.now);
+    let e = t.after(retry).feed(Event::RefreshDue);
+    assert_eq!(e, vec![Effect::ReadFresh]);
 }
