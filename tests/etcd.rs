@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use support::aws::cwpeer::CwPeer;
-use support::etcd::fill::{alarms, delete_fill, fill_until_nospace, put, revision};
+use support::etcd::fill::{alarms, b64, db_bytes, delete_fill, fill_until_nospace, put, revision};
 use support::processes::daemon::Daemon;
 use support::{Etcd, LoopFs};
 
@@ -252,4 +252,78 @@ fn data_dir_comes_from_etcds_unit_unless_written_and_auto_watches_what_answers()
     // "auto" with no data dir, but an etcd that answers: watched.
     let answers = write(&format!("endpoint = {:?}\n", etcd.client_url()));
     assert_eq!(status_json(&answers)["etcd"]["reachable"], true);
+}
+
+#[test]
+fn observe_mode_with_maintenance_on_says_what_it_would_do_and_changes_nothing() {
+    let etcd = Etcd::start(QUOTA);
+    let fs = LoopFs::new(64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(tmp.path(), fs.path(), &etcd, "maintenance = true\n");
+    // `mode` is a top-level key: before the first table.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(&cfg, format!("mode = \"observe\"\n{text}")).expect("config");
+    // The state in which maintenance compacts, defragments and disarms at once.
+    fill_until_nospace(&addr(&etcd));
+    assert!(delete_fill(&addr(&etcd)) > 0);
+    let (db_before, alarms_before) = (db_bytes(&addr(&etcd)), alarms(&addr(&etcd)));
+    assert_eq!(alarms_before[0]["alarm"], "NOSPACE", "{alarms_before}");
+
+    let mut d = Daemon::start(&cfg);
+    let (_, line) = d.wait_for("observe mode: etcd's database", Duration::from_secs(20));
+    for said in ["would compact", "NOSPACE", "changing nothing"] {
+        assert!(line.contains(said), "{said} in {line}");
+    }
+    // Several reads later: each set of steps said once (a later read may find the db
+    // fragmented, which adds a step), nothing done.
+    d.drain_for(Duration::from_secs(5));
+    let said: Vec<&str> = d
+        .seen
+        .iter()
+        .filter_map(|l| {
+            l.split_once("observe mode: etcd's database")
+                .map(|(_, m)| m)
+        })
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = said.iter().copied().collect();
+    assert_eq!(said.len(), distinct.len(), "{}", d.seen.join("\n"));
+    assert!(said.len() <= 2, "{}", d.seen.join("\n"));
+    assert_eq!(d.count("compacted etcd"), 0);
+    assert_eq!(d.count("defragmenting this etcd member"), 0);
+    d.stop();
+
+    assert_eq!(
+        alarms(&addr(&etcd)),
+        alarms_before,
+        "the alarm is still raised"
+    );
+    assert_eq!(
+        put(&addr(&etcd), "probe", b"1").0,
+        429,
+        "still refusing writes"
+    );
+    // A defragment would shrink the file; etcd's own commits may grow it a little.
+    let db_after = db_bytes(&addr(&etcd));
+    assert!(
+        db_after >= db_before,
+        "defragmented: {db_before} → {db_after} bytes"
+    );
+    // Not compacted: the revision before the deletes can still be read.
+    let old = revision(&addr(&etcd)) - 1;
+    let r = support::etcd::member::request(
+        &addr(&etcd),
+        "POST",
+        "/v3/kv/range",
+        &format!(
+            "{{\"key\":\"{}\",\"range_end\":\"{}\",\"revision\":\"{old}\",\"count_only\":true}}",
+            b64(b"fill/"),
+            b64(b"fill0")
+        ),
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "revision {old} was compacted away: {}",
+        r.text()
+    );
 }

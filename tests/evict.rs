@@ -4,13 +4,16 @@
 
 use diskguard_testkit as support;
 
+use std::path::Path;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::docker::images::{ContainerOpts, import_image, run_container};
+use support::docker::images::{ContainerOpts, docker_ok, import_image, run_container};
 use support::docker::world::{MIB, World, world};
 use support::fs::watch::{PeakWatch, container_state};
 use support::processes::daemon::Daemon;
+use support::processes::peer::{free_port, http_tcp};
 
 /// ~100 MB/s into the container's own layer: 5 MiB with dd, a 50 ms pause, again.
 const FAST_WRITER: &str = "i=0; while true; do dd if=/dev/zero of=/w$i bs=1M count=5 2>/dev/null; i=$((i+1)); usleep 50000; done";
@@ -187,5 +190,90 @@ fn observe_mode_names_the_writer_and_stops_nothing() {
         "observe mode stops nothing"
     );
     assert_eq!(daemon.count("evicting container"), 0);
+    daemon.stop();
+}
+
+fn chattr(flag: &str, path: &Path) {
+    let out = Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .output()
+        .expect("chattr (e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "chattr {flag} {}: {out:?}",
+        path.display()
+    );
+}
+
+/// The `Evictions` count of `family` on the daemon's /metrics, 0 when it has no series.
+fn evictions(listen: &str, family: &str) -> u64 {
+    let text = http_tcp(listen, "GET", "/metrics", &[], b"")
+        .expect("scrape /metrics")
+        .text();
+    text.lines()
+        .filter(|l| l.starts_with("diskguard_evictions") && l.contains(&format!("\"{family}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|n| n as u64)
+        .sum()
+}
+
+#[test]
+fn a_container_that_stops_but_cannot_be_removed_is_counted_once_and_removed_when_it_can_be() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    // The configuration starts with a table, so this one can go first.
+    let prometheus = format!("[prometheus]\nlisten = \"{listen}\"");
+    let (w, _canary, mut daemon) = scene(1024, 70.0, &prometheus, "");
+    let image = import_image(&w.d, "bad:v1", MIB);
+    // A file the storage driver cannot unlink while it is immutable: the stop works, the
+    // removal fails (500 from overlay2), as with a layer busy or a driver in trouble.
+    let bad = run_container(
+        &w.d,
+        &image,
+        &ecs_labels(ContainerOpts::named("bad"), "bad-task")
+            .shell(&format!("touch /pinned; sleep 2; {FAST_WRITER}")),
+    );
+    let upper = docker_ok(
+        &w.d,
+        &["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &bad],
+    );
+    let pinned = Path::new(&upper).join("pinned");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pinned.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            pinned.display()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    chattr("+i", &pinned);
+
+    daemon.wait_for("evicting container bad", Duration::from_secs(60));
+    let (_, line) = daemon.wait_for(
+        "stopped container bad (it writes no more), but could not remove it",
+        Duration::from_secs(30),
+    );
+    println!("removal failed as arranged: {line}");
+    let state = container_state(&w.d, &bad);
+    assert!(state == "exited" || state == "dead", "stopped: {state}");
+    assert_eq!(
+        evictions(&listen, "bad-task"),
+        1,
+        "counted when it stopped writing"
+    );
+
+    // Once the file can go, a retry removes the container, and it is not counted again.
+    let since = Instant::now();
+    chattr("-i", &pinned);
+    daemon.wait_for(
+        "evicted container bad: stopped and removed",
+        Duration::from_secs(30),
+    );
+    println!("removed {:?} after it became removable", since.elapsed());
+    assert_eq!(container_state(&w.d, &bad), "gone");
+    assert_eq!(evictions(&listen, "bad-task"), 1, "counted once");
+    assert_eq!(daemon.count("evicting container bad"), 1);
+    assert_eq!(daemon.count("could not evict"), 0);
     daemon.stop();
 }

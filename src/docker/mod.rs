@@ -23,6 +23,7 @@ use crate::sample::{ContainerInfo, ImageInfo, Inventory};
 pub use attribution::{TopWriter, top_writers};
 pub use audit::ContainerFacts;
 pub use events::{EventsStatus, LastUse, REPLAY_WINDOW, replay_recent, watch_events};
+pub use evict::Stop;
 pub use remove::Outcome;
 pub use writes::WriteMeter;
 

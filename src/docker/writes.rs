@@ -2,11 +2,23 @@
 //! read several times a second at `prune` level: the eviction rule needs the container
 //! filling the disk within a second or two, and `size=true` listings take far longer.
 //!
-//! Two counters, whichever the host has:
-//! - cgroup v2 (unified hierarchy): the container cgroup's `io.stat` write bytes plus its
-//!   `memory.stat` dirty and under-writeback file bytes — buffered writes reach `io.stat`
-//!   only when the kernel writes them back, seconds later on a host with much memory, so
-//!   the dirty page cache is counted too. O(1) per container.
+//! Two counters, whichever the host has, and on both the size of the container's json log:
+//! `dockerd` writes the log, not the container's cgroup, so a container flooding stdout is
+//! seen only through its log file (O(1): one `stat`).
+//! - cgroup v2 (unified hierarchy): the container cgroup's `io.stat` write bytes to the
+//!   block device that holds the Docker root — a database writing to its own EBS volume
+//!   does not count — plus its `memory.stat` dirty and under-writeback file bytes.
+//!   Buffered writes reach `io.stat` only when the kernel writes them back, seconds later
+//!   on a host with much memory, so the dirty page cache is counted too. O(1) per container.
+//!
+//!   Limits: the kernel accounts I/O per disk, not per partition, so writes to another
+//!   partition of the Docker root's disk count; when the Docker root has no block device of
+//!   its own (btrfs subvolumes, ZFS) every device counts, as the first log line says; and
+//!   dirty pages cannot be split per device. They are a level, not a running total: a
+//!   steady writer to another disk keeps it flat and adds nothing, but a burst there counts
+//!   while it sits in the page cache (seconds) and takes it back when written out. Without
+//!   them a buffered writer to the Docker disk would show up only at writeback, up to 30 s
+//!   late — too late for the eviction rule — so they stay.
 //! - otherwise (cgroup v1 does not attribute buffered writeback to the writer): the
 //!   allocated size of the container's writable layer, of its volumes that live on the
 //!   Docker disk, and of its json log — what it holds on the disk, whose growth is what
@@ -22,6 +34,8 @@ use crate::sample::{ContainerInfo, ContainerWrites};
 
 /// Where cgroup v2 is mounted when it is the unified hierarchy.
 const CGROUP2_ROOT: &str = "/sys/fs/cgroup";
+/// Where the kernel lists block devices by `major:minor`.
+const SYS_DEV_BLOCK: &str = "/sys/dev/block";
 /// Rates are taken over about this long: writers that write in bursts (a chunk, a pause)
 /// read steady, and a writer that just started still shows after one reading.
 const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
@@ -31,11 +45,14 @@ const PEAK_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 /// measured by what the first ones hold (its growth still shows when it writes big files).
 const WALK_LIMIT: usize = 20_000;
 
+/// A block device as `io.stat` names it: `major:minor`.
+type Device = (u32, u32);
+
 /// Where one container's counter is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Counter {
-    /// The container's cgroup directory (v2).
-    Cgroup(PathBuf),
+    /// The container's cgroup directory (v2), and its log.
+    Cgroup { dir: PathBuf, log: Option<PathBuf> },
     /// Its writable layer and volumes on the Docker disk, and its log.
     Disk {
         dirs: Vec<PathBuf>,
@@ -47,6 +64,9 @@ enum Counter {
 #[derive(Debug, Default)]
 pub struct WriteMeter {
     cgroup_v2: bool,
+    /// The devices whose `io.stat` writes count (cgroup v2): those of the Docker root.
+    /// Empty: they could not be told, and every device counts. `None`: not looked up yet.
+    devices: Option<Vec<Device>>,
     counters: HashMap<String, Counter>,
     /// Recent readings per container, oldest first, spanning about `RATE_WINDOW`.
     readings: HashMap<String, VecDeque<(Instant, u64)>>,
@@ -55,19 +75,30 @@ pub struct WriteMeter {
 }
 
 impl WriteMeter {
-    pub fn new() -> Self {
+    /// A meter for this host; `docker_root` is the directory whose disk is watched.
+    pub fn new(docker_root: &Path) -> Self {
+        let cgroup_v2 = Path::new(CGROUP2_ROOT).join("cgroup.controllers").exists();
         WriteMeter {
-            cgroup_v2: Path::new(CGROUP2_ROOT).join("cgroup.controllers").exists(),
+            cgroup_v2,
+            devices: cgroup_v2.then(|| root_devices(docker_root, Path::new(SYS_DEV_BLOCK))),
             ..WriteMeter::default()
         }
     }
 
     /// Which counter this host uses, for the first log line.
-    pub fn kind(&self) -> &'static str {
-        if self.cgroup_v2 {
-            "cgroup v2 io.stat + dirty page cache"
-        } else {
-            "writable layer, volumes and log on the Docker disk"
+    pub fn kind(&self) -> String {
+        if !self.cgroup_v2 {
+            return "writable layer, volumes and json log on the Docker disk".to_owned();
+        }
+        match self.devices.as_deref().unwrap_or_default() {
+            [] => "cgroup v2 io.stat of every device (the Docker root has no block device of its own) + dirty page cache + json log".to_owned(),
+            devices => {
+                let names: Vec<String> = devices.iter().map(|(ma, mi)| format!("{ma}:{mi}")).collect();
+                format!(
+                    "cgroup v2 io.stat of the Docker root's device {} + dirty page cache + json log",
+                    names.join(", ")
+                )
+            }
         }
     }
 
@@ -94,15 +125,21 @@ impl WriteMeter {
             .iter()
             .map(|(id, c)| (id.clone(), c.clone()))
             .collect();
+        let devices = self.devices.clone().unwrap_or_default();
         // Blocking reads (a walk can take milliseconds) off the async threads.
-        let readings = tokio::task::spawn_blocking(move || {
-            jobs.into_iter()
-                .filter_map(|(id, counter)| read(&counter).map(|bytes| (id, bytes)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        let now = Instant::now();
+        let readings = tokio::task::spawn_blocking(move || read_all(jobs, &devices))
+            .await
+            .unwrap_or_default();
+        self.rates(readings, Instant::now(), running)
+    }
+
+    /// Records `readings` taken at `now`; the rate of each container read before.
+    fn rates(
+        &mut self,
+        readings: Vec<(String, u64)>,
+        now: Instant,
+        running: &[&ContainerInfo],
+    ) -> Vec<ContainerWrites> {
         let by_id: HashMap<&str, &&ContainerInfo> =
             running.iter().map(|c| (c.id.as_str(), c)).collect();
         let mut out = Vec::new();
@@ -144,12 +181,16 @@ impl WriteMeter {
 
     async fn locate(&self, source: &DockerSource, id: &str, docker_root: &Path) -> Option<Counter> {
         let inspect = source.docker.inspect_container(id, None).await.ok()?;
+        let log = inspect
+            .log_path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
         if self.cgroup_v2 {
             let pid = inspect.state.as_ref()?.pid?;
             let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-            return cgroup_of(&text)
-                .map(|rel| Path::new(CGROUP2_ROOT).join(rel))
-                .map(Counter::Cgroup);
+            let dir = Path::new(CGROUP2_ROOT).join(cgroup_of(&text)?);
+            return Some(Counter::Cgroup { dir, log });
         }
         let mut dirs = Vec::new();
         if let Some(upper) = inspect
@@ -164,12 +205,40 @@ impl WriteMeter {
                 dirs.push(PathBuf::from(src));
             }
         }
-        let log = inspect
-            .log_path
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
         Some(Counter::Disk { dirs, log })
     }
+}
+
+/// The block devices whose writes land on the filesystem at `root`, as `io.stat` names
+/// them: its own, and when that is a partition, its disk too (the kernel keeps I/O
+/// statistics per disk). Empty when the filesystem has no block device (`sys_dev_block`,
+/// normally `/sys/dev/block`, does not know it: btrfs, ZFS, tmpfs).
+fn root_devices(root: &Path, sys_dev_block: &Path) -> Vec<Device> {
+    let Ok(st) = rustix::fs::stat(root) else {
+        return Vec::new();
+    };
+    let own = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+    let Ok(node) = sys_dev_block
+        .join(format!("{}:{}", own.0, own.1))
+        .canonicalize()
+    else {
+        return Vec::new();
+    };
+    let mut devices = vec![own];
+    if node.join("partition").exists() {
+        let disk = node
+            .parent()
+            .and_then(|p| std::fs::read_to_string(p.join("dev")).ok())
+            .and_then(|text| device_of(text.trim()));
+        devices.extend(disk);
+    }
+    devices
+}
+
+/// `major:minor` as written in `io.stat` and `/sys/…/dev`.
+fn device_of(text: &str) -> Option<Device> {
+    let (major, minor) = text.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 /// The cgroup v2 path (`0::/system.slice/docker-ID.scope`) of a `/proc/PID/cgroup` file.
@@ -180,30 +249,54 @@ fn cgroup_of(proc_cgroup: &str) -> Option<String> {
         .map(|p| p.trim_start_matches('/').to_owned())
 }
 
-fn read(counter: &Counter) -> Option<u64> {
+/// Reads each counter; those that cannot be read (the container just stopped) are left out.
+fn read_all(jobs: Vec<(String, Counter)>, devices: &[Device]) -> Vec<(String, u64)> {
+    jobs.into_iter()
+        .filter_map(|(id, counter)| read(&counter, devices).map(|bytes| (id, bytes)))
+        .collect()
+}
+
+fn read(counter: &Counter, devices: &[Device]) -> Option<u64> {
     match counter {
-        Counter::Cgroup(dir) => {
+        Counter::Cgroup { dir, log } => {
             let io = std::fs::read_to_string(dir.join("io.stat")).ok()?;
             let memory = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
-            Some(written_per_io_stat(&io).saturating_add(dirty_per_memory_stat(&memory)))
+            Some(
+                written_per_io_stat(&io, devices)
+                    .saturating_add(dirty_per_memory_stat(&memory))
+                    .saturating_add(log_bytes(log.as_deref())),
+            )
         }
         Counter::Disk { dirs, log } => {
             let mut budget = WALK_LIMIT;
             let held: u64 = dirs.iter().map(|d| allocated(d, &mut budget)).sum();
-            let log = log
-                .as_deref()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .map_or(0, |m| m.blocks() * 512);
-            Some(held.saturating_add(log))
+            Some(held.saturating_add(log_bytes(log.as_deref())))
         }
     }
 }
 
-/// The sum of `wbytes=` over the devices of an `io.stat` file.
-fn written_per_io_stat(text: &str) -> u64 {
-    text.split_whitespace()
-        .filter_map(|field| field.strip_prefix("wbytes="))
-        .filter_map(|n| n.parse::<u64>().ok())
+/// The size of a json log (0 when there is none, or it was just removed). Appended text,
+/// never sparse: its size is what it holds.
+fn log_bytes(log: Option<&Path>) -> u64 {
+    log.and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len())
+}
+
+/// The sum of `wbytes=` over the lines of an `io.stat` file for `devices` (all of them
+/// when `devices` is empty).
+fn written_per_io_stat(text: &str, devices: &[Device]) -> u64 {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let device = device_of(fields.next()?)?;
+            if !devices.is_empty() && !devices.contains(&device) {
+                return None;
+            }
+            fields
+                .find_map(|f| f.strip_prefix("wbytes="))?
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 
@@ -248,11 +341,20 @@ fn allocated(dir: &Path, budget: &mut usize) -> u64 {
 mod tests {
     use super::*;
 
+    const DOCKER_DISK: Device = (7, 3);
+
     #[test]
-    fn cgroup_v2_counts_written_and_dirty_bytes() {
-        let io = "8:0 rbytes=4096 wbytes=1000 rios=1 wios=2 dbytes=0 dios=0\n\
+    fn cgroup_v2_counts_written_bytes_to_the_docker_disk_and_dirty_bytes() {
+        let io = "7:3 rbytes=4096 wbytes=1000 rios=1 wios=2 dbytes=0 dios=0\n\
                   259:0 rbytes=0 wbytes=500 rios=0 wios=1 dbytes=0 dios=0\n";
-        assert_eq!(written_per_io_stat(io), 1500);
+        assert_eq!(written_per_io_stat(io, &[DOCKER_DISK]), 1000);
+        assert_eq!(written_per_io_stat(io, &[(259, 1), (259, 0)]), 500);
+        assert_eq!(
+            written_per_io_stat(io, &[]),
+            1500,
+            "no device known: all count"
+        );
+        assert_eq!(written_per_io_stat(io, &[(8, 0)]), 0);
         let mem = "anon 123\nfile 9999\nfile_dirty 300\nfile_writeback 200\nshmem 7\n";
         assert_eq!(dirty_per_memory_stat(mem), 500);
         assert_eq!(dirty_per_memory_stat(""), 0);
@@ -269,11 +371,11 @@ mod tests {
     }
 
     #[test]
-    fn a_cgroup_v2_tree_reads_as_one_counter() {
+    fn a_cgroup_v2_tree_and_its_log_read_as_one_counter() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("io.stat"),
-            "8:0 rbytes=0 wbytes=2048 rios=0 wios=1\n",
+            "7:3 rbytes=0 wbytes=2048 rios=0 wios=1\n",
         )
         .expect("write");
         std::fs::write(
@@ -281,7 +383,128 @@ mod tests {
             "file_dirty 1024\nfile_writeback 0\n",
         )
         .expect("write");
-        assert_eq!(read(&Counter::Cgroup(dir.path().to_owned())), Some(3072));
+        let log = dir.path().join("c-json.log");
+        std::fs::write(&log, vec![b'x'; 100]).expect("write");
+        let counter = Counter::Cgroup {
+            dir: dir.path().to_owned(),
+            log: Some(log),
+        };
+        assert_eq!(read(&counter, &[DOCKER_DISK]), Some(3172));
+    }
+
+    fn running(id: &str) -> ContainerInfo {
+        ContainerInfo {
+            id: id.into(),
+            name: id.into(),
+            image_id: format!("img-{id}"),
+            state: crate::sample::ContainerState::Running,
+            created: std::time::SystemTime::UNIX_EPOCH,
+            finished_at: None,
+            labels: BTreeMap::new(),
+            size_rw_bytes: None,
+            log_bytes: None,
+        }
+    }
+
+    /// A cgroup v2 fixture: `io.stat` lines, no dirty pages, and an empty json log.
+    fn cgroup(root: &Path, id: &str, io_stat: &str) -> Counter {
+        let dir = root.join(id);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("io.stat"), io_stat).expect("write");
+        std::fs::write(dir.join("memory.stat"), "file_dirty 0\nfile_writeback 0\n").expect("write");
+        let log = root.join(format!("{id}-json.log"));
+        std::fs::write(&log, b"").expect("write");
+        Counter::Cgroup {
+            dir,
+            log: Some(log),
+        }
+    }
+
+    #[test]
+    fn a_stdout_flood_ranks_first_and_writes_to_another_disk_do_not_count() {
+        let root = tempfile::tempdir().expect("tempdir");
+        // The logger's own cgroup writes nothing: dockerd writes its stdout to the log.
+        let logger = cgroup(
+            root.path(),
+            "logger",
+            "7:3 rbytes=0 wbytes=4096 rios=0 wios=1\n",
+        );
+        // The database writes to its own EBS volume (259:0), not to the Docker disk.
+        let db = cgroup(
+            root.path(),
+            "db",
+            "7:3 rbytes=0 wbytes=4096 rios=0 wios=1\n259:0 rbytes=0 wbytes=1000 rios=0 wios=1\n",
+        );
+        let mut meter = WriteMeter {
+            cgroup_v2: true,
+            devices: Some(vec![DOCKER_DISK]),
+            ..WriteMeter::default()
+        };
+        meter.counters.insert("logger".into(), logger);
+        meter.counters.insert("db".into(), db);
+        let containers = [running("logger"), running("db")];
+        let refs: Vec<&ContainerInfo> = containers.iter().collect();
+        let t0 = Instant::now();
+        let first = read_all(meter_jobs(&meter), &[DOCKER_DISK]);
+        assert!(
+            meter.rates(first, t0, &refs).is_empty(),
+            "one reading: no rate yet"
+        );
+
+        // One second later: 50 MB more in the log, 200 MB more on the database's disk.
+        let log = root.path().join("logger-json.log");
+        std::fs::File::options()
+            .write(true)
+            .open(&log)
+            .and_then(|f| f.set_len(50_000_000))
+            .expect("grow the log");
+        std::fs::write(
+            root.path().join("db/io.stat"),
+            "7:3 rbytes=0 wbytes=4096 rios=0 wios=1\n259:0 rbytes=0 wbytes=200001000 rios=0 wios=2\n",
+        )
+        .expect("write");
+        let second = read_all(meter_jobs(&meter), &[DOCKER_DISK]);
+        let mut rates = meter.rates(second, t0 + RATE_WINDOW, &refs);
+        rates.sort_by(|a, b| b.bytes_per_second.total_cmp(&a.bytes_per_second));
+        let ranked: Vec<(&str, u64)> = rates
+            .iter()
+            .map(|w| (w.id.as_str(), w.bytes_per_second as u64))
+            .collect();
+        assert_eq!(ranked, vec![("logger", 50_000_000), ("db", 0)]);
+    }
+
+    fn meter_jobs(meter: &WriteMeter) -> Vec<(String, Counter)> {
+        meter
+            .counters
+            .iter()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_docker_root_device_is_its_own_and_a_partition_s_disk() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let st = rustix::fs::stat(root.path()).expect("stat");
+        let (major, minor) = (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev));
+        // A fake /sys/dev/block where that device is partition 1 of disk 259:0.
+        let sys = root.path().join("sys");
+        let disk = sys.join("devices/nvme0n1");
+        let part = disk.join("nvme0n1p1");
+        std::fs::create_dir_all(&part).expect("mkdir");
+        std::fs::write(disk.join("dev"), "259:0\n").expect("write");
+        std::fs::write(part.join("partition"), "1\n").expect("write");
+        let block = sys.join("block");
+        std::fs::create_dir(&block).expect("mkdir");
+        std::os::unix::fs::symlink(&part, block.join(format!("{major}:{minor}"))).expect("symlink");
+        assert_eq!(
+            root_devices(root.path(), &block),
+            vec![(major, minor), (259, 0)]
+        );
+        // Not a partition: its own device only.
+        std::fs::remove_file(part.join("partition")).expect("rm");
+        assert_eq!(root_devices(root.path(), &block), vec![(major, minor)]);
+        // Unknown to /sys (btrfs, ZFS): none, so that every device counts.
+        assert_eq!(root_devices(root.path(), &sys.join("nothing")), Vec::new());
     }
 
     #[test]

@@ -17,7 +17,9 @@ use crate::config::Settings;
 use crate::sample::{ContainerWrites, ImageInfo, Inventory, Snapshot};
 
 /// After an eviction, this long without another one (the first must have time to free
-/// its layer), and without a drain below `critical` (it may have been enough).
+/// its layer), and without a drain below `critical` (it may have been enough) — unless
+/// the volume is at `critical` or will be full sooner than this: then waiting is how it
+/// fills, and the next writer may go at once.
 pub const EVICT_SETTLE: Duration = Duration::from_secs(10);
 /// `docker stop`'s grace for the writer; sooner than this to full, it is killed at once.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -99,7 +101,15 @@ pub fn escalate(
     let Some(stats) = docker.stats else {
         return out;
     };
-    if !settings.evict.on() || settling.is_some() || docker.level < Level::Prune {
+    let time_to_full = recent.and_then(|r| r.time_to_full);
+    let urgent = docker.level >= Level::Critical || time_to_full.is_some_and(|t| t < EVICT_SETTLE);
+    // While one is being stopped, it is the one asked for; once it is gone, the next
+    // writer waits out the settle unless there is no time to.
+    if !settings.evict.on()
+        || docker.level < Level::Prune
+        || still_running.is_some()
+        || (settling.is_some() && !urgent)
+    {
         return out;
     }
     let rate = recent.map_or(0.0, |r| r.bytes_per_second);
@@ -116,7 +126,6 @@ pub fn escalate(
     if !(fast || stuck) {
         return out;
     }
-    let time_to_full = recent.and_then(|r| r.time_to_full);
     out.evict = choose(
         &snapshot.writers,
         snapshot.inventory.as_deref(),
@@ -199,7 +208,9 @@ fn choose(
     EvictDecision::NoCandidate { why }
 }
 
-/// Why a container must never be stopped, if it must not.
+/// Why a container must never be stopped, if it must not. `image` is the writer's image
+/// as the inventory knows it; without it, whether the image is protected cannot be told,
+/// and a protected container stopped by mistake is worse than a writer spared.
 fn spared(
     w: &ContainerWrites,
     image: Option<&ImageInfo>,
@@ -214,8 +225,12 @@ fn spared(
     if w.ecs_container_name() == Some(PAUSE_CONTAINER_NAME) {
         return Some("an ECS pause container");
     }
-    if image.is_some_and(|i| is_protected(i, &settings.docker)) {
-        return Some("its image is protected");
+    match image {
+        Some(i) if is_protected(i, &settings.docker) => Some("its image is protected"),
+        Some(_) => None,
+        // Not read yet, the sized read timed out, or pulled since the last read.
+        None => {
+            Some("its image is not in the inventory, so whether it is protected cannot be told")
+        }
     }
-    None
 }

@@ -286,3 +286,76 @@ fn an_eviction_is_asked_for_again_until_the_container_is_gone() {
     let after = decide_at(&gone, &h, &again.next, &s, later);
     assert_eq!(after.evict, EvictDecision::None);
 }
+
+#[test]
+fn a_writer_whose_image_is_not_in_the_inventory_is_spared_with_a_reason() {
+    // The sized read timed out, or the image was pulled after the last read: whether it
+    // is protected cannot be told, so it is not stopped.
+    let (mut snap, h) = scene(
+        82.0,
+        1.0,
+        vec![
+            writer("unknown", 900.0, Some("unknown")),
+            writer("known", 500.0, Some("known")),
+        ],
+    );
+    let mut inventory = snap.inventory.as_deref().cloned().expect("inventory");
+    inventory.images.retain(|i| i.id != "img-unknown");
+    snap.inventory = Some(std::sync::Arc::new(inventory));
+    let s = Settings::default();
+    let plan = decide_at(&snap, &h, &State::default(), &s, now());
+    let e = evicted(&plan).expect("the writer whose image is known goes");
+    assert_eq!(e.container_id, "known");
+    assert!(
+        e.why.contains("unknown (its image is not in the inventory"),
+        "{}",
+        e.why
+    );
+
+    // No inventory at all: nobody can be checked, nobody goes, and it says why.
+    snap.inventory = None;
+    let plan = decide_at(&snap, &h, &State::default(), &s, now());
+    let EvictDecision::NoCandidate { why } = &plan.evict else {
+        panic!("{:?}", plan.evict)
+    };
+    assert!(why.contains("not in the inventory"), "{why}");
+}
+
+#[test]
+fn at_critical_or_sooner_to_full_than_the_settle_the_next_writer_goes_at_once() {
+    // (usage %, %/s over the last minute, whether the second writer goes 1 s after the
+    // first was removed).
+    let rows = [
+        // Critical with nothing to reclaim: waiting 10 s is how the disk fills.
+        (96.0, 0.0, true),
+        // 18 GB left at 3 GB/s: full in 6 s, sooner than the settle.
+        (82.0, 3.0, true),
+        // Full in 18 s: the first eviction may have been enough; wait and see.
+        (82.0, 1.0, false),
+    ];
+    let s = Settings::default();
+    for (pct, rate, goes) in rows {
+        let both = vec![writer("a", 100.0, Some("a")), writer("b", 100.0, Some("b"))];
+        let (snap, h) = scene(pct, rate, both);
+        let first = decide_at(&snap, &h, &State::default(), &s, now());
+        assert_eq!(
+            evicted(&first).map(|e| e.container_id.as_str()),
+            Some("a"),
+            "{pct}% at {rate}%/s"
+        );
+        let (snap, h) = scene(pct, rate, vec![writer("b", 100.0, Some("b"))]);
+        let later = now() + Duration::from_secs(1);
+        let second = decide_at(&snap, &h, &first.next, &s, later);
+        assert_eq!(
+            evicted(&second).map(|e| e.container_id.as_str()),
+            goes.then_some("b"),
+            "{pct}% at {rate}%/s"
+        );
+        let settling_since = second.next.eviction.as_ref().map(|(at, _)| *at);
+        assert_eq!(
+            settling_since,
+            Some(if goes { later } else { now() }),
+            "{pct}% at {rate}%/s: the settle restarts with the new eviction"
+        );
+    }
+}

@@ -4,9 +4,10 @@
 //! (one made after the last pass, not necessarily from the newest read — an event storm
 //! must not starve reclaim), which items to skip (those that failed earlier in the same
 //! episode, so one broken item never blocks the ladder), when to cool down, when to
-//! measure the top writers, and the hourly pass for images past their maximum age.
+//! measure the top writers, the hourly pass for images past their maximum age, and which
+//! evicted containers to try removing again.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
@@ -23,6 +24,10 @@ pub const METER_FAST: Duration = Duration::from_millis(250);
 pub const METER_SLOW: Duration = Duration::from_secs(1);
 /// Images past `max_unused_image_age` are removed at most this often.
 pub const EXPIRY_EVERY: Duration = Duration::from_secs(3600);
+/// An evicted container that stopped but could not be removed is tried again after this
+/// long, doubling up to `REMOVE_RETRY_MAX`: its layer still holds the disk.
+pub const REMOVE_RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const REMOVE_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// What one plan asks of Docker.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +62,19 @@ pub enum Event {
     Stale,
     RefreshDue,
     PassDone(PassDone),
+    /// How carrying out an eviction (or a later removal) went.
+    Evicted(Eviction, Evicted),
+}
+
+/// How an eviction went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evicted {
+    /// Stopped and removed, or already gone, or its removal already under way.
+    Removed,
+    /// It writes no more, but removing it failed (why): its layer still holds the disk.
+    NotRemoved(String),
+    /// It could not be stopped (why): it may still write.
+    NotStopped(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +101,8 @@ pub enum Effect {
     Meter(Option<Duration>),
     /// Stop and remove the container filling the disk.
     Evict(Eviction),
+    /// Try again to remove an evicted container that stopped but was not removed.
+    RemoveEvicted(Eviction),
     /// Observe mode: say what would be evicted.
     ObserveEviction(Eviction),
     /// The items to leave out of plans for the rest of the episode changed: tell the
@@ -121,6 +141,17 @@ pub struct Machine {
     metering: Option<Duration>,
     /// Containers evicted (or, observing, named) in this episode: each at most once.
     evicted: HashSet<String>,
+    /// Evicted containers that stopped but are not removed yet, kept across episodes.
+    unremoved: BTreeMap<String, Unremoved>,
+}
+
+/// An evicted container whose removal is to be tried again.
+#[derive(Debug, Clone)]
+struct Unremoved {
+    eviction: Eviction,
+    backoff: Backoff,
+    /// When to try next; `None` while a try is under way.
+    due: Option<Instant>,
 }
 
 impl Machine {
@@ -144,6 +175,7 @@ impl Machine {
             expiry_at: None,
             metering: None,
             evicted: HashSet::new(),
+            unremoved: BTreeMap::new(),
         }
     }
 
@@ -156,17 +188,8 @@ impl Machine {
         match event {
             Event::Plan(wish) => self.plan(wish, now),
             Event::Refreshed(result) => self.refreshed(result, now),
-            Event::Stale => {
-                let soonest = now + EVENT_DEBOUNCE;
-                let want = self
-                    .last_read
-                    .map_or(soonest, |at| (at + MIN_REFRESH_GAP).max(soonest));
-                if self.read_at.is_some_and(|at| at <= want) {
-                    return Vec::new();
-                }
-                self.read_at = Some(want);
-                vec![Effect::RefreshIn(want - now)]
-            }
+            Event::Stale => self.stale(now),
+            Event::Evicted(e, outcome) => self.eviction_done(e, outcome, now),
             Event::RefreshDue => {
                 self.read_at = None;
                 vec![Effect::Refresh { sized: self.sized }]
@@ -188,6 +211,43 @@ impl Machine {
                 effects
             }
         }
+    }
+
+    /// The inventory changed: read it again soon, but not sooner than the gap allows.
+    fn stale(&mut self, now: Instant) -> Vec<Effect> {
+        let soonest = now + EVENT_DEBOUNCE;
+        let want = self
+            .last_read
+            .map_or(soonest, |at| (at + MIN_REFRESH_GAP).max(soonest));
+        if self.read_at.is_some_and(|at| at <= want) {
+            return Vec::new();
+        }
+        self.read_at = Some(want);
+        vec![Effect::RefreshIn(want - now)]
+    }
+
+    /// An eviction's outcome: a container that stopped but stayed is removed later; one
+    /// that could not be stopped may be asked for again while the policy still names it.
+    fn eviction_done(&mut self, e: Eviction, outcome: Evicted, now: Instant) -> Vec<Effect> {
+        let id = e.container_id.clone();
+        match outcome {
+            Evicted::Removed => {
+                self.unremoved.remove(&id);
+            }
+            Evicted::NotRemoved(_) => {
+                let entry = self.unremoved.entry(id).or_insert_with(|| Unremoved {
+                    eviction: e,
+                    backoff: Backoff::new(REMOVE_RETRY_FIRST, REMOVE_RETRY_MAX),
+                    due: None,
+                });
+                entry.due = Some(now + entry.backoff.failed());
+            }
+            Evicted::NotStopped(_) => {
+                self.evicted.remove(&id);
+            }
+        }
+        // Whatever it changed shows in the next read.
+        self.stale(now)
     }
 
     fn refreshed(&mut self, result: Result<u64, String>, now: Instant) -> Vec<Effect> {
@@ -242,7 +302,14 @@ impl Machine {
             self.metering = meter;
             effects.push(Effect::Meter(meter));
         }
-        // Eviction before anything else: the disk fills faster than a pass helps.
+        // Eviction before anything else: the disk fills faster than a pass helps. Removals
+        // that failed come first: those containers no longer write, but hold the disk.
+        for u in self.unremoved.values_mut() {
+            if u.due.is_some_and(|due| now >= due) {
+                u.due = None;
+                effects.push(Effect::RemoveEvicted(u.eviction.clone()));
+            }
+        }
         if let EvictDecision::Evict(e) = &wish.evict {
             if self.evicted.insert(e.container_id.clone()) {
                 effects.push(if self.observe {

@@ -486,3 +486,79 @@ fn the_meter_runs_slow_when_armed_fast_at_prune_and_not_at_all_below() {
         ],
     );
 }
+
+/// Only what the rows are about: the evictions and removals asked for.
+fn evictions(effects: Vec<Effect>) -> Vec<Effect> {
+    effects
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Evict(_) | Effect::RemoveEvicted(_)))
+        .collect()
+}
+
+#[test]
+fn a_stopped_container_that_was_not_removed_is_removed_later_even_after_the_episode() {
+    let mut m = started(false);
+    let not_removed = |id: &str| {
+        Event::Evicted(
+            eviction(id),
+            Evicted::NotRemoved("driver \"overlay2\" failed to remove root filesystem".into()),
+        )
+    };
+    let rows = vec![
+        (0, evicting("bad", 1), vec![Effect::Evict(eviction("bad"))]),
+        (500, not_removed("bad"), vec![]),
+        // Stopped, it is no longer a writer: the plan stops naming it.
+        (1_000, wish(&[], 1), vec![]),
+        (
+            1_500,
+            wish(&[], 1),
+            vec![Effect::RemoveEvicted(eviction("bad"))],
+        ),
+        // Under way: not asked twice.
+        (1_600, wish(&[], 1), vec![]),
+        // Failed again: twice as long.
+        (2_000, not_removed("bad"), vec![]),
+        (3_500, wish(&[], 1), vec![]),
+        // The disk recovered meanwhile: the episode is over, the layer still to be freed.
+        (4_000, idle(1), vec![Effect::RemoveEvicted(eviction("bad"))]),
+        (
+            4_100,
+            Event::Evicted(eviction("bad"), Evicted::Removed),
+            vec![],
+        ),
+        (60_000, idle(1), vec![]),
+    ];
+    for (i, (ms, event, want)) in rows.into_iter().enumerate() {
+        let got = evictions(m.handle(event.clone(), at(ms)));
+        assert_eq!(got, want, "row {i} at {ms} ms: {event:?}");
+    }
+}
+
+#[test]
+fn an_eviction_whose_stop_failed_is_tried_again_and_one_that_stopped_is_not() {
+    let mut m = started(false);
+    let rows = vec![
+        (0, evicting("bad", 1), vec![Effect::Evict(eviction("bad"))]),
+        (
+            100,
+            Event::Evicted(eviction("bad"), Evicted::NotStopped("timeout".into())),
+            vec![],
+        ),
+        // Still running, so still named: stopped again.
+        (
+            200,
+            evicting("bad", 1),
+            vec![Effect::Evict(eviction("bad"))],
+        ),
+        (
+            300,
+            Event::Evicted(eviction("bad"), Evicted::Removed),
+            vec![],
+        ),
+        (400, evicting("bad", 1), vec![]),
+    ];
+    for (i, (ms, event, want)) in rows.into_iter().enumerate() {
+        let got = evictions(m.handle(event.clone(), at(ms)));
+        assert_eq!(got, want, "row {i} at {ms} ms: {event:?}");
+    }
+}

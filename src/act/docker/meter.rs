@@ -21,9 +21,9 @@ pub async fn run(
     docker_root: PathBuf,
     out: watch::Sender<Arc<Vec<ContainerWrites>>>,
 ) {
-    let mut meter = WriteMeter::new();
+    let mut meter = WriteMeter::new(&docker_root);
     info!(
-        counter = meter.kind(),
+        counter = %meter.kind(),
         "measuring what each running container writes"
     );
     let mut failing = false;

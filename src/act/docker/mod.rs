@@ -239,9 +239,12 @@ impl Actor {
                 None
             }
             Effect::Evict(e) => {
-                evict::evict(&self.source, &e, &self.out.counters).await;
-                // The container is gone: the next read shows it.
-                Some(Event::Stale)
+                let outcome = evict::evict(&self.source, &e, &self.out.counters).await;
+                Some(Event::Evicted(e, outcome))
+            }
+            Effect::RemoveEvicted(e) => {
+                let outcome = evict::remove(&self.source, &e).await;
+                Some(Event::Evicted(e, outcome))
             }
             Effect::ObserveEviction(e) => {
                 evict::observe(&e);

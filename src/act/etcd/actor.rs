@@ -83,12 +83,14 @@ pub async fn run(settings: Settings, out: EtcdChannels, mut plans: PlanReceiver)
         .nodename()
         .to_string_lossy()
         .into_owned();
+    // Observe mode: the machine only says what it would do, so nothing below writes.
+    let machine = Machine::new(settings.observe_only());
     let mut actor = Actor {
         holder: format!("diskguard on {host}"),
         settings,
         client,
         out,
-        machine: Machine::default(),
+        machine,
         health: None,
     };
     let mut tick = tokio::time::interval(actor.settings.etcd.interval);

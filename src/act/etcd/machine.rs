@@ -6,7 +6,8 @@
 //! The sequence: compact to the current revision (cluster-wide, cheap, at most every
 //! `COMPACT_EVERY`), look again, and when the db is mostly free pages take the lock,
 //! check that every member is healthy, defragment this member, give the lock back, look
-//! again, and disarm this member's NOSPACE alarm once its db is under the quota.
+//! again, and disarm this member's NOSPACE alarm once its db is under the quota. In
+//! observe mode none of it: the machine only says, once per episode, what it would do.
 
 use std::time::{Duration, SystemTime};
 
@@ -165,6 +166,10 @@ pub struct Machine {
     failures: u32,
     /// The last "waiting" message, so each is logged once per episode.
     said: Option<String>,
+    /// Observe mode: nothing is changed in etcd, what would be done is said.
+    observe: bool,
+    /// Observe mode: the steps last said to be due, so each set is said once per episode.
+    would: Option<String>,
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -174,6 +179,14 @@ fn backoff(failures: u32) -> Duration {
 }
 
 impl Machine {
+    /// A machine that maintains etcd, or with `observe`, only says what it would do.
+    pub fn new(observe: bool) -> Self {
+        Machine {
+            observe,
+            ..Machine::default()
+        }
+    }
+
     /// The quota as last observed.
     pub fn quota_bytes(&self) -> Option<u64> {
         self.last.as_ref().map(|o| o.quota_bytes)
@@ -247,7 +260,11 @@ impl Machine {
         self.last = Some(o.clone());
         if !pressure {
             self.said = None;
+            self.would = None;
             return Vec::new();
+        }
+        if self.observe {
+            return self.would_do(&o);
         }
         if self.hold_until.is_some_and(|t| now < t) {
             return Vec::new();
@@ -351,6 +368,36 @@ impl Machine {
             humantime::format_duration(wait)
         )));
         effects
+    }
+
+    /// Observe mode: the steps maintenance would take under this pressure, said once per
+    /// set of steps and episode. Compaction always (nothing here compacts); a defragment
+    /// when the db is mostly free pages already (a compaction may free more); disarming
+    /// when this member has raised NOSPACE.
+    fn would_do(&mut self, o: &Observation) -> Vec<Effect> {
+        let mut steps = vec!["compact etcd to its current revision".to_owned()];
+        if o.fragmented() {
+            steps.push("defragment this member".to_owned());
+        }
+        if !o.own_nospace().is_empty() {
+            steps.push(
+                "disarm this member's NOSPACE alarm once its db is under the quota".to_owned(),
+            );
+        }
+        let key = steps.join(", ");
+        if self.would.as_ref() == Some(&key) {
+            return Vec::new();
+        }
+        self.would = Some(key.clone());
+        vec![Effect::Info(format!(
+            "observe mode: etcd's database is at {:.0}% of its quota{}; maintenance would {key} (changing nothing)",
+            o.quota_percent(),
+            if o.nospace() {
+                " and NOSPACE is raised"
+            } else {
+                ""
+            }
+        ))]
     }
 
     /// A waiting message, once until it changes or the pressure ends.

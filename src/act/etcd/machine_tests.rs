@@ -272,3 +272,38 @@ fn a_nearly_empty_db_is_not_worth_defragmenting_and_its_alarm_is_disarmed() {
         vec!["disarm"]
     );
 }
+
+#[test]
+#[rustfmt::skip]
+fn observe_mode_only_says_what_it_would_do_once_per_set_of_steps() {
+    let mut m = Machine::new(true);
+    let full = || vec![nospace(ME)];
+    // (observation, now, what is said)
+    let rows: Vec<(Observation, u64, Vec<&str>)> = vec![
+        // Over the warn level, mostly live data: compaction only.
+        (obs(14, 13, 10, vec![]), 0, vec!["compact etcd"]),
+        // The same steps, a later revision: not said again.
+        (obs(14, 13, 11, vec![]), 15, vec![]),
+        // NOSPACE, mostly free pages: every step, said once.
+        (obs(17, 4, 12, full()), 30, vec!["compact etcd", "defragment this member", "disarm", "NOSPACE is raised"]),
+        (obs(17, 4, 12, full()), 45, vec![]),
+        // The pressure ends, and comes back: said again.
+        (obs(2, 2, 13, vec![]), 60, vec![]),
+        (obs(14, 13, 14, vec![]), 75, vec!["compact etcd"]),
+    ];
+    for (i, (o, at, said)) in rows.into_iter().enumerate() {
+        let got = m.step(Event::Observed(o.clone()), WARN, t(at));
+        assert_eq!(m.phase, Phase::Idle, "row {i}: nothing is under way");
+        if said.is_empty() {
+            assert_eq!(got, vec![], "row {i}: {o:?}");
+            continue;
+        }
+        let [Effect::Info(line)] = got.as_slice() else {
+            panic!("row {i}: only a line to log, nothing done: {got:?}")
+        };
+        assert!(line.starts_with("observe mode: "), "{line}");
+        for part in said {
+            assert!(line.contains(part), "row {i}: {part:?} in {line:?}");
+        }
+    }
+}
