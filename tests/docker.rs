@@ -270,6 +270,21 @@ fn status_shows_the_real_plan_and_the_top_writers() {
             .label("com.amazonaws.ecs.task-definition-family", "batch")
             .shell("dd if=/dev/zero of=/out bs=1M count=24 2>/dev/null; sleep 3600"),
     );
+    // Two talkers: ~3 MiB of stdout with no limit, and a little with one.
+    run_container(
+        &w.d,
+        &busy,
+        &ContainerOpts::named("talker")
+            .label("com.amazonaws.ecs.task-definition-family", "chatty")
+            .shell("yes 0123456789012345678901234567890123456789 | head -n 75000; sleep 3600"),
+    );
+    run_container(
+        &w.d,
+        &busy,
+        &ContainerOpts::named("tidy")
+            .log_opt("max-size", "1m")
+            .shell("echo hello; sleep 3600"),
+    );
     std::thread::sleep(Duration::from_millis(1500)); // the write, and past min_image_age
     w.d.loopfs_mut()
         .expect("loop fs")
@@ -298,7 +313,26 @@ fn status_shows_the_real_plan_and_the_top_writers() {
     assert_eq!(top["task_family"], "batch");
     assert!(top["writable_layer_bytes"].as_u64().expect("bytes") >= 24 * MIB);
 
+    // The running containers' logs, largest first, with their limits.
+    let logs = json["docker"]["logs"].as_array().expect("logs");
+    assert_eq!(logs[0]["name"], "talker", "{json:#}");
+    assert_eq!(logs[0]["task_family"], "chatty");
+    assert!(
+        logs[0]["bytes"].as_u64().expect("bytes") >= 3 * MIB,
+        "{json:#}"
+    );
+    assert_eq!(logs[0]["max_size"], serde_json::Value::Null);
+    let tidy = logs
+        .iter()
+        .find(|l| l["name"] == "tidy")
+        .expect("tidy's log");
+    assert_eq!(tidy["max_size"], "1m");
+
     let table = diskguard(&w.config, &["status"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("top writer 1: busy-writer"), "{text}");
+    assert!(
+        text.contains("log 1: talker") && text.contains("(task chatty), no size limit"),
+        "{text}"
+    );
 }

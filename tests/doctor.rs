@@ -246,6 +246,15 @@ ECS_NUM_IMAGES_DELETE_PER_CYCLE=20
 
     run(&d, "chatty", "app:1.0", false);
     expect(&host, "container-log-no-limit");
+    // It names the container with its log, and both fixes.
+    let (_, json) = host.doctor();
+    let f = &json["findings"][0];
+    let problem = f["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("chatty (log "), "{f:#}");
+    let fix = f["fix"].as_str().unwrap_or_default();
+    for both in ["max-size", "new containers only", "logConfiguration"] {
+        assert!(fix.contains(both), "{both}: {f:#}");
+    }
     docker_ok(&d, &["rm", "--force", "chatty"]);
     run(&d, "chatty", "app:1.0", true);
     clean(&host, "container-log-no-limit");

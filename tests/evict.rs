@@ -97,6 +97,49 @@ fn a_fast_writer_is_evicted_before_the_disk_is_full_and_the_canary_lives() {
     daemon.stop();
 }
 
+/// Floods stdout with 4 KiB lines: dockerd writes them into the json log, not the
+/// container's own cgroup or layer.
+const STDOUT_FLOOD: &str = "yes $(head -c 4000 /dev/zero | tr '\\0' x)";
+
+#[test]
+fn a_container_flooding_stdout_is_evicted_as_the_writer_before_the_disk_is_full() {
+    let (w, canary, mut daemon) = scene(1024, 70.0, "", "");
+    let image = import_image(&w.d, "chatty:v1", MIB);
+    let watch = PeakWatch::start(w.d.data_root().to_owned());
+    let started = Instant::now();
+    // Docker's default log options: json-file, no max-size.
+    let flood = run_container(
+        &w.d,
+        &image,
+        &ecs_labels(ContainerOpts::named("flood"), "chatty-task").shell(STDOUT_FLOOD),
+    );
+    let (_, line) = daemon.wait_for("evicting container flood", Duration::from_secs(60));
+    assert!(line.contains("task_family=\"chatty-task\""), "{line}");
+    let rate: f64 = line
+        .split("bytes_per_second=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {line}"));
+    daemon.wait_for("evicted container flood", Duration::from_secs(30));
+    let took = started.elapsed();
+    thread::sleep(Duration::from_secs(1));
+    let peak = watch.peak();
+    println!(
+        "stdout flood at {:.0} MB/s: started → removed in {took:?}, peak {peak:.1}%",
+        rate / 1e6
+    );
+    assert!(rate >= 50e6, "a flood of at least 50 MB/s: {line}");
+    assert!(peak < 100.0, "the disk reached {peak:.1}%");
+    assert_eq!(
+        container_state(&w.d, &flood),
+        "gone",
+        "its log went with it"
+    );
+    assert_eq!(container_state(&w.d, &canary), "running");
+    daemon.stop();
+}
+
 #[test]
 fn the_ecs_agent_pause_protected_and_kept_containers_are_never_evicted() {
     // 2 GiB at 81 %: ~390 MiB left. The four spared containers write 4 MiB/s each for

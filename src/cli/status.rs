@@ -3,13 +3,16 @@
 
 use crate::config::Settings;
 use crate::daemon::oneshot::{DOCKER_PATIENCE, OneShot, Reads, look};
+use crate::docker::ContainerFacts;
 use crate::docker::top_writers;
 use crate::error::chain;
 use crate::policy::{Finding, Level};
-use crate::report::status::{DockerStatus, StatusReport};
+use crate::report::status::{ContainerLog, DockerStatus, StatusReport};
 
 /// How many top writers `status` shows.
 pub const TOP_WRITERS: usize = 3;
+/// How many of the running containers' logs `status` shows.
+pub const LOGS: usize = 5;
 
 pub async fn status(settings: &Settings, json: bool) -> String {
     let OneShot {
@@ -48,18 +51,31 @@ pub async fn status(settings: &Settings, json: bool) -> String {
         images: inventory.map_or(0, |i| i.images.len()),
         containers: inventory.map_or(0, |i| i.containers.len()),
         top_writers: Vec::new(),
+        logs: Vec::new(),
         error: None,
     };
     match docker {
-        Some(Ok(source)) if plan.level >= Level::Prune => {
-            match tokio::time::timeout(DOCKER_PATIENCE, top_writers(&source, TOP_WRITERS)).await {
-                Ok(Ok(w)) => status.top_writers = w,
+        Some(Ok(source)) => {
+            match tokio::time::timeout(DOCKER_PATIENCE, source.audit_containers()).await {
+                Ok(Ok(facts)) => status.logs = largest_logs(facts),
                 Ok(Err(e)) => status.error = Some(chain(&e)),
-                Err(_) => status.error = Some("measuring container sizes took too long".into()),
+                Err(_) => {
+                    status.error = Some("inspecting the running containers took too long".into())
+                }
+            }
+            if plan.level >= Level::Prune {
+                match tokio::time::timeout(DOCKER_PATIENCE, top_writers(&source, TOP_WRITERS)).await
+                {
+                    Ok(Ok(w)) => status.top_writers = w,
+                    Ok(Err(e)) => status.error = Some(chain(&e)),
+                    Err(_) => {
+                        status.error = Some("measuring container sizes took too long".into());
+                    }
+                }
             }
         }
         Some(Err(e)) => status.error = Some(chain(&e)),
-        _ => {}
+        None => {}
     }
     let report = StatusReport::new(&snapshot, &plan, settings)
         .with_docker(status)
@@ -70,4 +86,22 @@ pub async fn status(settings: &Settings, json: bool) -> String {
     } else {
         report.to_table()
     }
+}
+
+/// The running containers' json logs, largest first, at most [`LOGS`].
+fn largest_logs(facts: Vec<ContainerFacts>) -> Vec<ContainerLog> {
+    let mut logs: Vec<ContainerLog> = facts
+        .into_iter()
+        .filter_map(|c| {
+            Some(ContainerLog {
+                bytes: c.log_bytes?,
+                max_size: c.log_options.get("max-size").cloned(),
+                name: c.name,
+                task_family: c.task_family,
+            })
+        })
+        .collect();
+    logs.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    logs.truncate(LOGS);
+    logs
 }

@@ -1,5 +1,6 @@
-//! What `doctor` needs from Docker: each running container's image tags and log
-//! settings. A list of images, a list of running containers, one inspect per container.
+//! What `doctor` and `status` need from Docker: each running container's image tags, log
+//! settings and how much its log holds now. A list of images, a list of running
+//! containers, one inspect per container (and one `stat` of its log file).
 
 use std::collections::BTreeMap;
 
@@ -8,11 +9,14 @@ use bollard::query_parameters::{
 };
 
 use super::{DockerError, DockerSource};
+use crate::sample::TASK_FAMILY_LABEL;
 
 /// A running container as `doctor` audits it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerFacts {
     pub name: String,
+    /// The ECS task family, for containers ECS started.
+    pub task_family: Option<String>,
     /// The image as the container names it (`repo:tag` or an id).
     pub image: String,
     /// Every tag of the container's image (`repo:tag`); empty when untagged.
@@ -21,6 +25,15 @@ pub struct ContainerFacts {
     pub log_driver: String,
     /// The log driver's options (`max-size`, `max-file` …).
     pub log_options: BTreeMap<String, String>,
+    /// What its json log file holds now (`None`: no log file, another driver).
+    pub log_bytes: Option<u64>,
+}
+
+impl ContainerFacts {
+    /// Logs to a json-file that nothing limits: it grows until the disk is full.
+    pub fn log_unlimited(&self) -> bool {
+        self.log_driver == "json-file" && !self.log_options.contains_key("max-size")
+    }
 }
 
 impl DockerSource {
@@ -51,6 +64,10 @@ impl DockerSource {
                         .inspect_container(&id, None::<InspectContainerOptions>),
                 )
                 .await?;
+            let log_bytes = match inspected.log_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(path) => tokio::fs::metadata(path).await.ok().map(|m| m.len()),
+                None => None,
+            };
             let log = inspected.host_config.and_then(|h| h.log_config);
             let name = c
                 .names
@@ -58,6 +75,10 @@ impl DockerSource {
                 .unwrap_or_else(|| id.chars().take(12).collect());
             out.push(ContainerFacts {
                 name,
+                task_family: c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(TASK_FAMILY_LABEL).cloned()),
                 image: c.image.unwrap_or_default(),
                 image_tags: c
                     .image_id
@@ -68,6 +89,7 @@ impl DockerSource {
                     .and_then(|l| l.config)
                     .map(|m| m.into_iter().collect())
                     .unwrap_or_default(),
+                log_bytes,
             });
         }
         Ok(out)

@@ -4,6 +4,7 @@
 
 use super::{Finding, Inputs};
 use crate::docker::ContainerFacts;
+use crate::human::bytes;
 use crate::sample::FsStats;
 
 /// Free space below this share of a filesystem leaves no room for a burst.
@@ -159,13 +160,30 @@ fn latest_only(i: &Inputs) -> Option<Finding> {
     })
 }
 
+/// Running containers whose json log nothing limits, largest log first: a default in
+/// daemon.json reaches only containers created after it, so the running ones are named
+/// with both fixes. A live log is never truncated (the file belongs to dockerd;
+/// docker/cli#6590) — diskguard evicts a container flooding it instead.
 fn containers_without_log_limit(i: &Inputs) -> Option<Finding> {
-    let names: Vec<&str> = i
+    let mut unlimited: Vec<&ContainerFacts> = i
         .containers
         .as_ref()?
         .iter()
-        .filter(|c| c.log_driver == "json-file" && !c.log_options.contains_key("max-size"))
-        .map(|c| c.name.as_str())
+        .filter(|c| c.log_unlimited())
+        .collect();
+    unlimited.sort_by(|a, b| b.log_bytes.cmp(&a.log_bytes).then(a.name.cmp(&b.name)));
+    let names: Vec<String> = unlimited
+        .iter()
+        .map(|c| {
+            let mut s = c.name.clone();
+            match (&c.task_family, c.log_bytes) {
+                (Some(f), Some(b)) => s += &format!(" (task {f}, log {})", bytes(b)),
+                (Some(f), None) => s += &format!(" (task {f})"),
+                (None, Some(b)) => s += &format!(" (log {})", bytes(b)),
+                (None, None) => {}
+            }
+            s
+        })
         .collect();
     (!names.is_empty()).then(|| {
         Finding::new(
@@ -174,7 +192,10 @@ fn containers_without_log_limit(i: &Inputs) -> Option<Finding> {
                 "running containers log to json-file with no size limit: {}",
                 names.join(", ")
             ),
-            "recreate them with --log-opt max-size=10m (in ECS: logConfiguration options max-size) once daemon.json sets a default".into(),
+            format!(
+                "set \"log-opts\": {{\"max-size\": \"10m\", \"max-file\": \"3\"}} in {} (new containers only), and give each task definition's container a logConfiguration with options max-size and max-file (or the awslogs driver); the running ones keep growing until they are replaced",
+                i.daemon_json_path.display()
+            ),
         )
     })
 }

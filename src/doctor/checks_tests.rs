@@ -36,6 +36,8 @@ fn container(name: &str, tags: &[&str], max_size: Option<&str>) -> ContainerFact
         log_options: max_size
             .map(|m| BTreeMap::from([("max-size".to_owned(), m.to_owned())]))
             .unwrap_or_default(),
+        task_family: None,
+        log_bytes: None,
     }
 }
 
@@ -229,4 +231,34 @@ fn ecs_checks_need_an_ecs_config_and_a_watchdog_of_zero_is_off() {
     );
     i.unit.as_mut().expect("unit").watchdog_sec = Some("0".into());
     assert_eq!(audit(&i)[0].id, "diskguard-unit-no-watchdog");
+}
+
+#[test]
+fn unlimited_logs_are_named_largest_first_with_their_family_and_both_fixes() {
+    let mut i = clean();
+    let mut small = container("small", &["repo/a:1"], None);
+    small.log_bytes = Some(2 << 20);
+    let mut flood = container("flood", &["repo/b:1"], None);
+    flood.log_bytes = Some(3 << 30);
+    flood.task_family = Some("chatty-task".into());
+    let limited = container("tidy", &["repo/c:1"], Some("10m"));
+    i.containers = Some(vec![small, flood, limited]);
+    let f = audit(&i)
+        .into_iter()
+        .find(|f| f.id == "container-log-no-limit")
+        .expect("the finding");
+    assert!(
+        f.problem
+            .ends_with("flood (task chatty-task, log 3.0 GiB), small (log 2.0 MiB)"),
+        "{}",
+        f.problem
+    );
+    for fix in [
+        "max-size",
+        "max-file",
+        "new containers only",
+        "logConfiguration",
+    ] {
+        assert!(f.fix.contains(fix), "{fix} in {}", f.fix);
+    }
 }

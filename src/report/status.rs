@@ -102,7 +102,32 @@ pub struct DockerStatus {
     pub containers: usize,
     /// At `prune` level and above: what holds the most bytes (writable layer + log).
     pub top_writers: Vec<TopWriter>,
+    /// The running containers' json logs, largest first (at any level).
+    pub logs: Vec<ContainerLog>,
     pub error: Option<String>,
+}
+
+/// One running container's json log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerLog {
+    pub name: String,
+    pub task_family: Option<String>,
+    pub bytes: u64,
+    /// `max-size` of its log options; `None`: it grows without limit.
+    pub max_size: Option<String>,
+}
+
+impl std::fmt::Display for ContainerLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.name, human::bytes(self.bytes))?;
+        if let Some(family) = &self.task_family {
+            write!(f, " (task {family})")?;
+        }
+        match &self.max_size {
+            Some(m) => write!(f, ", max-size {m}"),
+            None => write!(f, ", no size limit"),
+        }
+    }
 }
 
 /// One thing the plan would do now.
@@ -306,6 +331,9 @@ impl StatusReport {
             }
             for (i, w) in d.top_writers.iter().enumerate() {
                 let _ = writeln!(out, "  top writer {}: {w}", i + 1);
+            }
+            for (i, l) in d.logs.iter().enumerate() {
+                let _ = writeln!(out, "  log {}: {l}", i + 1);
             }
         }
         match &self.ecs {

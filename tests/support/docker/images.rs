@@ -126,6 +126,8 @@ pub struct ContainerOpts {
     pub name: Option<String>,
     pub labels: Vec<(String, String)>,
     pub command: Vec<String>,
+    /// `--log-opt key=value` (the json-file driver's `max-size`, `max-file` …).
+    pub log_opts: Vec<(String, String)>,
 }
 
 impl ContainerOpts {
@@ -137,6 +139,10 @@ impl ContainerOpts {
     }
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.push((key.to_owned(), value.to_owned()));
+        self
+    }
+    pub fn log_opt(mut self, key: &str, value: &str) -> Self {
+        self.log_opts.push((key.to_owned(), value.to_owned()));
         self
     }
     pub fn command(mut self, argv: &[&str]) -> Self {
@@ -163,6 +169,9 @@ impl ContainerOpts {
         }
         for (k, v) in &self.labels {
             args.extend(["--label".to_owned(), format!("{k}={v}")]);
+        }
+        for (k, v) in &self.log_opts {
+            args.extend(["--log-opt".to_owned(), format!("{k}={v}")]);
         }
         args.push(image.to_owned());
         args.extend(self.command.iter().cloned());
