@@ -9,8 +9,9 @@
 #   3. each template's own checks: its IAM policy is the JSON policy (so they cannot drift), its
 #      dashboard body is valid JSON once !Sub is resolved, every metric it graphs or alarms on
 #      is a contract metric of diskguard's namespace (so a typo cannot pass), and a launch
-#      template's user data, !Sub resolved with sample values, passes the cloud-config checker
-#      (tests/support/systemd/cloud_config_check.py) and fits EC2's 16 KB;
+#      template's user data (each branch of an Fn::If), !Sub resolved with sample values, fits
+#      EC2's 16 KB and passes its validator: Flatcar's (a `coreos:` key) the cloud-config
+#      checker (tests/support/systemd/cloud_config_check.py), Amazon Linux's `cloud-init schema`;
 #   4. promtool (Debian's prometheus package) on packaging/prometheus/diskguard-rules.yml:
 #      `check rules` clean, and `test rules` on diskguard-rules.test.yml passing.
 # Prints one line per check; exits non-zero if any fails.
@@ -19,7 +20,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
-TEMPLATES=(packaging/cloudformation/diskguard.yaml packaging/cloudformation/diskguard-node.yaml)
+TEMPLATES=(packaging/cloudformation/diskguard.yaml packaging/cloudformation/diskguard-node.yaml
+    packaging/cloudformation/diskguard-daemon.yaml)
 POLICY=packaging/iam/diskguard-policy.json
 CLOUD_CONFIG_CHECK=tests/support/systemd/cloud_config_check.py
 RULES=packaging/prometheus/diskguard-rules.yml
@@ -31,6 +33,11 @@ for tool in cfn-lint parliament python; do
         exit 1
     fi
 done
+
+if ! command -v cloud-init >/dev/null 2>&1; then
+    echo "validate-packaging: cloud-init is missing; run scripts/test-deps.sh" >&2
+    exit 1
+fi
 
 if ! command -v promtool >/dev/null 2>&1; then
     echo "validate-packaging: promtool is missing; run scripts/test-deps.sh" >&2
@@ -156,19 +163,30 @@ for name, resource in resources.items():
         user_data = props["LaunchTemplateData"].get("UserData")
         if user_data is None:
             continue
-        text = resolve(user_data)
-        if not isinstance(text, str):
-            errors.append(f"{name}: UserData does not resolve to text with sample parameters")
-            continue
-        if len(text.encode()) > USER_DATA_LIMIT:
-            errors.append(f"{name}: UserData is {len(text.encode())} bytes; EC2 takes {USER_DATA_LIMIT}")
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
-            handle.write(text)
-            handle.flush()
-            checked = subprocess.run([sys.executable, cloud_config_check, handle.name],
-                                     capture_output=True, text=True)
-        if checked.returncode != 0:
-            errors.append(f"{name}: UserData is not a valid cloud-config: {checked.stdout.strip()}")
+        if isinstance(user_data, dict) and "Fn::If" in user_data:
+            branches = user_data["Fn::If"][1:]
+        else:
+            branches = [user_data]
+        for text in map(resolve, branches):
+            if not isinstance(text, str):
+                errors.append(f"{name}: UserData does not resolve to text with sample parameters")
+                continue
+            if len(text.encode()) > USER_DATA_LIMIT:
+                errors.append(f"{name}: UserData is {len(text.encode())} bytes; EC2 takes {USER_DATA_LIMIT}")
+            flatcar = re.search(r"^coreos:", text, re.MULTILINE) is not None
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
+                handle.write(text)
+                handle.flush()
+                if flatcar:
+                    checked = subprocess.run([sys.executable, cloud_config_check, handle.name],
+                                             capture_output=True, text=True)
+                else:
+                    checked = subprocess.run(["cloud-init", "schema", "--config-file", handle.name],
+                                             capture_output=True, text=True)
+            if checked.returncode != 0:
+                which = "Flatcar cloud-config" if flatcar else "cloud-init user data"
+                said = (checked.stdout + checked.stderr).strip()
+                errors.append(f"{name}: UserData is not valid {which}: {said}")
     elif resource["Type"] == "AWS::CloudWatch::Alarm":
         if "MetricName" in props:
             used.append((resolve(props["Namespace"]), props["MetricName"], name))
@@ -210,8 +228,41 @@ for ns, metric, where in used:
         errors.append(f"{where}: {metric} is not a contract metric")
     elif ns != NS and (ns, metric) not in FOREIGN:
         errors.append(f"{where}: unexpected metric {ns}/{metric}")
-if not used:
+watches = {"AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm"}
+if not used and any(r["Type"] in watches for r in resources.values()):
     errors.append("no metric found in the template")
+
+# 4. A task definition is the one in packaging/ecs/ (the daemon service): the same mounts,
+# namespaces, labels and log limits, so the JSON an operator registers by hand and the stack
+# cannot drift apart.
+with open("packaging/ecs/diskguard-task-definition.json") as handle:
+    task = json.load(handle)
+def lower(value):
+    """CloudFormation's PascalCase keys as the ECS API's camelCase."""
+    if isinstance(value, dict):
+        return {k[0].lower() + k[1:]: lower(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [lower(v) for v in value]
+    return value
+for name, resource in resources.items():
+    if resource["Type"] != "AWS::ECS::TaskDefinition":
+        continue
+    props = lower(resource["Properties"])
+    for key in ("networkMode", "pidMode", "requiresCompatibilities", "volumes"):
+        if props.get(key) != task[key]:
+            errors.append(f"{name}: {key} differs from packaging/ecs/: {props.get(key)} != {task[key]}")
+    mine, theirs = props["containerDefinitions"][0], task["containerDefinitions"][0]
+    for key in ("mountPoints", "cpu", "memory", "memoryReservation", "stopTimeout"):
+        if mine.get(key) != theirs[key]:
+            errors.append(f"{name}: {key} differs from packaging/ecs/")
+    # Labels and log options are maps whose keys CloudFormation keeps as they are.
+    container = resource["Properties"]["ContainerDefinitions"][0]
+    if container.get("DockerLabels") != theirs["dockerLabels"]:
+        errors.append(f"{name}: dockerLabels differ from packaging/ecs/")
+    log = container.get("LogConfiguration", {})
+    if (log.get("LogDriver"), log.get("Options")) != (theirs["logConfiguration"]["logDriver"],
+                                                       theirs["logConfiguration"]["options"]):
+        errors.append(f"{name}: logConfiguration differs from packaging/ecs/")
 
 for error in errors:
     print(error)

@@ -40,6 +40,8 @@ pub mod human;
 pub mod policy;
 /// Telling people: sd_notify, logs, metrics, the status report.
 pub mod report;
+
+pub mod runtime;
 /// Reading the world: filesystems, and plain-data descriptions of Docker, ECS and etcd.
 pub mod sample;
 /// systemd unit files with their drop-ins, as systemd merges them.

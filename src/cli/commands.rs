@@ -8,13 +8,27 @@ use crate::config::{self, DEFAULT_CONFIG_PATH, Mode};
 use crate::daemon::oneshot::{Reads, look, runtime};
 use crate::policy::{EtcdVerdict, Level, Plan, QuotaLevel};
 
+/// The configuration file's text, for an ECS task that sets it in its environment.
+pub const CONFIG_TOML_ENV: &str = "DISKGUARD_CONFIG_TOML";
+
 /// Runs the command; `Ok` carries the exit code.
 pub fn run(cli: Cli) -> Result<u8, Error> {
-    let (path, explicit) = match cli.config {
+    let (mut path, explicit) = match cli.config {
         Some(p) => (p, true),
         None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
     };
-    let mut settings = config::load(&path, !explicit)?;
+    // A task definition can carry the file itself in its environment; a path given with
+    // --config or DISKGUARD_CONFIG wins.
+    let inline = std::env::var(CONFIG_TOML_ENV)
+        .ok()
+        .filter(|t| !explicit && !t.trim().is_empty());
+    let mut settings = match inline {
+        Some(text) => {
+            path = PathBuf::from(format!("${CONFIG_TOML_ENV}"));
+            config::parse(&path, &text)?
+        }
+        None => config::load(&path, !explicit)?,
+    };
     // A data dir written in the file wins; otherwise etcd's unit says where it is.
     crate::etcd::resolve_data_dir(&mut settings);
     let one_shot = || runtime().map_err(Error::Runtime);

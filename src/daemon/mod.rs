@@ -161,6 +161,15 @@ impl Daemon {
         info!("{}", local_mode_reason(&self.settings));
         if self.notifier.enabled() {
             info!(watchdog = ?watchdog_interval(), "systemd notify socket found");
+        } else {
+            let runs_as = crate::runtime::RunsAs::detect();
+            if runs_as != crate::runtime::RunsAs::Host {
+                info!(
+                    runs_as = ?runs_as,
+                    "running {}: no sd_notify and no watchdog — the task's restart policy keeps diskguard running",
+                    runs_as.describe()
+                );
+            }
         }
     }
 

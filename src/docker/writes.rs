@@ -189,7 +189,7 @@ impl WriteMeter {
         if self.cgroup_v2 {
             let pid = inspect.state.as_ref()?.pid?;
             let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-            let dir = Path::new(CGROUP2_ROOT).join(cgroup_of(&text)?);
+            let dir = cgroup_dir(Path::new(CGROUP2_ROOT), &cgroup_of(&text)?, id)?;
             return Some(Counter::Cgroup { dir, log });
         }
         let mut dirs = Vec::new();
@@ -242,6 +242,22 @@ fn device_of(text: &str) -> Option<Device> {
 }
 
 /// The cgroup v2 path (`0::/system.slice/docker-ID.scope`) of a `/proc/PID/cgroup` file.
+/// The container's cgroup directory under `root`. In a container of its own (the ECS daemon
+/// service), diskguard sees other containers' cgroups relative to its own cgroup namespace
+/// (`/../docker-<id>.scope`); it then looks where Docker's two cgroup drivers put them.
+fn cgroup_dir(root: &Path, relative: &str, id: &str) -> Option<PathBuf> {
+    if !relative.split('/').any(|part| part == "..") {
+        return Some(root.join(relative));
+    }
+    [
+        format!("system.slice/docker-{id}.scope"),
+        format!("docker/{id}"),
+    ]
+    .into_iter()
+    .map(|p| root.join(p))
+    .find(|dir| dir.join("io.stat").exists())
+}
+
 fn cgroup_of(proc_cgroup: &str) -> Option<String> {
     proc_cgroup
         .lines()
@@ -342,6 +358,29 @@ mod tests {
     use super::*;
 
     const DOCKER_DISK: Device = (7, 3);
+
+    #[test]
+    fn a_cgroup_seen_from_another_containers_namespace_is_found_by_the_container_id() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let id = "abc123";
+        let scope = root.path().join(format!("system.slice/docker-{id}.scope"));
+        std::fs::create_dir_all(&scope).expect("mkdir");
+        std::fs::write(scope.join("io.stat"), "").expect("io.stat");
+        // From the host's namespace: the path as it is.
+        assert_eq!(
+            cgroup_dir(root.path(), "system.slice/docker-abc123.scope", id),
+            Some(scope.clone())
+        );
+        // From diskguard's own container (cgroupns private): relative to its own cgroup.
+        assert_eq!(
+            cgroup_dir(root.path(), "../docker-abc123.scope", id),
+            Some(scope)
+        );
+        assert_eq!(
+            cgroup_dir(root.path(), "../docker-other.scope", "other"),
+            None
+        );
+    }
 
     #[test]
     fn cgroup_v2_counts_written_bytes_to_the_docker_disk_and_dirty_bytes() {

@@ -27,6 +27,8 @@ pub struct StatusReport {
     pub version: &'static str,
     pub mode: Mode,
     pub local_mode: bool,
+    /// `host`, `container` or `ecs-task` (the daemon service: no sd_notify, no watchdog).
+    pub runs_as: crate::runtime::RunsAs,
     pub level: Level,
     pub volumes: Vec<VolumeStatus>,
     pub ecs: Option<EcsStatusReport>,
@@ -235,6 +237,7 @@ impl StatusReport {
             version: crate::version::VERSION,
             mode: settings.mode,
             local_mode,
+            runs_as: crate::runtime::RunsAs::detect(),
             level: plan.level,
             volumes,
             ecs: snapshot.ecs.as_ref().map(EcsStatusReport::from),
@@ -280,7 +283,12 @@ impl StatusReport {
             Mode::Enforce => "enforce",
             Mode::Observe => "observe (removes and drains nothing)",
         };
-        let _ = writeln!(out, "diskguard {} — mode {mode}", self.version);
+        let _ = writeln!(
+            out,
+            "diskguard {} — mode {mode}, running {}",
+            self.version,
+            self.runs_as.describe()
+        );
         let _ = writeln!(out, "level: {}\n", self.level);
         let _ = writeln!(
             out,
