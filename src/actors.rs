@@ -114,6 +114,7 @@ mod tests {
             culprit: None,
             inventory_generation: None,
             ecs_intent: crate::policy::EcsIntent::Steady,
+            ecs_volume: None,
             ecs: Default::default(),
             findings: Vec::new(),
             etcd: None,

@@ -10,7 +10,7 @@ pub use raw::{Mode, RawConfig, Toggle};
 pub use settings::{
     ALLOWED_DIMENSIONS, CloudWatchSettings, DEFAULT_SYSTEMD_DIRS, DataDirSource, DockerSettings,
     EXTRA_METRICS, EcsSettings, EtcdSettings, EvictSettings, HostSettings, Invalid,
-    MIN_SAMPLE_INTERVAL, PrometheusSettings, SampleSettings, Settings, Thresholds,
+    MIN_SAMPLE_INTERVAL, PrometheusSettings, SampleSettings, Settings, Thresholds, WatchSettings,
 };
 
 /// Where the configuration is read from when neither `--config` nor `DISKGUARD_CONFIG`

@@ -73,6 +73,16 @@ pub struct RawConfig {
     pub cloudwatch: Option<RawCloudWatch>,
     pub prometheus: Option<RawPrometheus>,
     pub host: Option<RawHost>,
+    /// `[[watch]]`: more filesystems the node needs. Last, as TOML writes arrays of tables.
+    pub watch: Option<Vec<RawWatch>>,
+}
+
+/// One `[[watch]]` entry.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    pub name: Option<String>,
+    pub path: Option<String>,
 }
 
 /// `[sample]`

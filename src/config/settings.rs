@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::raw::{
     Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEtcd, RawEvict, RawHost, RawPrometheus,
-    RawSample, RawThresholds, Toggle,
+    RawSample, RawThresholds, RawWatch, Toggle,
 };
 
 /// Dimension names an operator may choose for `cloudwatch.dimensions`. `Volume` is added
@@ -69,6 +69,83 @@ pub struct Settings {
     pub cloudwatch: CloudWatchSettings,
     pub prometheus: PrometheusSettings,
     pub host: HostSettings,
+    /// More filesystems to watch (`[[watch]]`), beside Docker's and etcd's.
+    pub watch: Vec<WatchSettings>,
+}
+
+/// One more filesystem the node needs (the ECS agent's state, the root filesystem …):
+/// levels from bytes and inodes like Docker's, its own metrics, and a drain when it
+/// reaches `drain`. Nothing is reclaimed there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchSettings {
+    /// The `Volume` dimension and label: lowercase letters, digits, `-` and `_`.
+    pub name: String,
+    pub path: PathBuf,
+    /// One of the defaults: skipped without a word where its path does not exist (a host
+    /// without the ECS agent has no /var/lib/ecs).
+    pub default: bool,
+}
+
+/// Names the other volumes have: a `[[watch]]` entry may not take them.
+const RESERVED_VOLUME_NAMES: [&str; 2] = ["docker", "etcd"];
+
+/// One `[[watch]]` entry, checked; `i` numbers it in the error (`watch[1].path`).
+fn watch_entry(i: usize, w: RawWatch) -> Result<WatchSettings, Invalid> {
+    let key = |k: &str| format!("watch[{i}].{k}");
+    let name = w.name.ok_or_else(|| {
+        Invalid::new(&key("name"), "required: the Volume dimension, e.g. \"ecs\"")
+    })?;
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(Invalid::new(
+            &key("name"),
+            format!("{name:?}: 1–32 lowercase letters, digits, - or _"),
+        ));
+    }
+    if RESERVED_VOLUME_NAMES.contains(&name.as_str()) {
+        return Err(Invalid::new(
+            &key("name"),
+            format!("{name:?} is the name of a volume diskguard always watches"),
+        ));
+    }
+    let path = w.path.ok_or_else(|| {
+        Invalid::new(
+            &key("path"),
+            "required: a directory on the filesystem to watch",
+        )
+    })?;
+    if !path.starts_with('/') {
+        return Err(Invalid::new(
+            &key("path"),
+            format!("{path:?} is not an absolute path"),
+        ));
+    }
+    Ok(WatchSettings {
+        name,
+        path: PathBuf::from(path),
+        default: false,
+    })
+}
+
+/// The `[[watch]]` entries when the file has none: the ECS agent's state and the root
+/// filesystem. Each is watched only where it is not a filesystem already watched.
+pub fn default_watches(root_fs: &std::path::Path) -> Vec<WatchSettings> {
+    vec![
+        WatchSettings {
+            name: "ecs".into(),
+            path: PathBuf::from("/var/lib/ecs"),
+            default: true,
+        },
+        WatchSettings {
+            name: "root".into(),
+            path: root_fs.to_owned(),
+            default: true,
+        },
+    ]
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -401,6 +478,14 @@ impl Settings {
                 })?)
             },
         };
+        let watch = match raw.watch {
+            None => default_watches(&host.root_fs),
+            Some(entries) => entries
+                .into_iter()
+                .enumerate()
+                .map(|(i, w)| watch_entry(i, w))
+                .collect::<Result<_, _>>()?,
+        };
         let mode = raw.mode.unwrap_or(Mode::Enforce);
         let settings = Settings {
             mode,
@@ -413,6 +498,7 @@ impl Settings {
             cloudwatch,
             prometheus,
             host,
+            watch,
         };
         settings.validate()?;
         Ok(settings)
@@ -502,6 +588,17 @@ impl Settings {
                         .map(|a| a.to_string())
                         .unwrap_or_default(),
                 ),
+            }),
+            // The defaults are left out, as the file that gave them did: written out they
+            // would become entries of the file's own (a missing path then is an error).
+            watch: (self.watch.is_empty() || self.watch.iter().any(|w| !w.default)).then(|| {
+                self.watch
+                    .iter()
+                    .map(|w| RawWatch {
+                        name: Some(w.name.clone()),
+                        path: Some(w.path.display().to_string()),
+                    })
+                    .collect()
             }),
             host: Some(RawHost {
                 systemd_dirs: Some(

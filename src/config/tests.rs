@@ -58,8 +58,15 @@ listen = "127.0.0.1:9717"
 [evict]
 enabled = false
 lead = "2m"
+[[watch]]
+name = "ecs"
+path = "/var/lib/ecs"
+[[watch]]
+name = "data"
+path = "/data"
 "#;
     let s = parse(Path::new("x.toml"), text).expect("valid");
+    assert_eq!(s.watch.len(), 2);
     let printed = toml::to_string(&s.to_raw()).expect("serialises");
     assert_eq!(
         parse(Path::new("y.toml"), &printed).expect("parses back"),
@@ -207,4 +214,39 @@ fn eviction_is_on_by_default_with_a_minute_of_lead() {
     let s = Settings::default();
     assert!(s.evict.on());
     assert_eq!(s.evict.lead, std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn watches_default_to_the_ecs_state_and_the_root_fs_and_an_empty_list_turns_them_off() {
+    let defaults = parse(Path::new("x.toml"), "").expect("valid");
+    let names: Vec<(&str, bool)> = defaults
+        .watch
+        .iter()
+        .map(|w| (w.name.as_str(), w.default))
+        .collect();
+    assert_eq!(names, [("ecs", true), ("root", true)]);
+    let none = parse(Path::new("x.toml"), "watch = []\n").expect("valid");
+    assert!(none.watch.is_empty());
+    let printed = toml::to_string(&none.to_raw()).expect("serialises");
+    assert_eq!(
+        parse(Path::new("y.toml"), &printed).expect("parses back"),
+        none
+    );
+}
+
+#[test]
+fn a_watch_entry_needs_a_free_lowercase_name_and_an_absolute_path() {
+    for (entry, key) in [
+        ("path = \"/x\"", "watch[0].name"),
+        ("name = \"Data\"\npath = \"/x\"", "watch[0].name"),
+        ("name = \"docker\"\npath = \"/x\"", "watch[0].name"),
+        ("name = \"data\"", "watch[0].path"),
+        ("name = \"data\"\npath = \"x\"", "watch[0].path"),
+    ] {
+        let text = format!("[[watch]]\n{entry}\n");
+        match parse(Path::new("x.toml"), &text) {
+            Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key, "{entry}"),
+            other => panic!("{entry}: {other:?}"),
+        }
+    }
 }

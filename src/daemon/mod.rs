@@ -157,6 +157,31 @@ impl Daemon {
                 info!(volume = volume.name(), path = %path.display(), mount = %m.mount_point.display(), fs_type = %m.fs_type, device = %m.device, "watching {volume}");
             }
         }
+        // [[watch]] entries: each filesystem once, under the first name that has it.
+        let seen = FsSampler::new(&self.settings).sample(SystemTime::now());
+        for w in &self.settings.watch {
+            let volume = Volume::watch(&w.name);
+            if seen.volume(volume).is_some() {
+                if let Some(m) = mount_of(&w.path) {
+                    info!(volume = volume.name(), path = %w.path.display(), mount = %m.mount_point.display(), fs_type = %m.fs_type, device = %m.device, "watching {volume}");
+                }
+                continue;
+            }
+            let device = crate::sample::stat(&w.path).ok().map(|s| s.device);
+            match seen
+                .volumes
+                .iter()
+                .find(|v| device.is_some() && v.stats.map(|s| s.device) == device)
+            {
+                Some(same) => {
+                    info!(volume = volume.name(), path = %w.path.display(), "{} is on the filesystem watched as {}: reported once, as {}", w.path.display(), same.volume, same.volume)
+                }
+                None if w.default => {}
+                None => {
+                    warn!(volume = volume.name(), path = %w.path.display(), "cannot read {} (watch {volume}): it is reported as unreadable until it can be", w.path.display())
+                }
+            }
+        }
         info!(host = %crate::act::docker::describe(&self.settings), "reading Docker through the Engine API");
         info!("{}", local_mode_reason(&self.settings));
         if self.notifier.enabled() {

@@ -70,8 +70,11 @@ pub struct Plan {
     pub expired: Vec<ReclaimStep>,
     /// The inventory `reclaim` was planned from.
     pub inventory_generation: Option<u64>,
-    /// What the Docker volume asks of ECS; the ECS actor acts on it after a fresh read.
+    /// What the fullest of Docker's volume and the `[[watch]]` volumes asks of ECS; the
+    /// ECS actor acts on it after a fresh read.
     pub ecs_intent: EcsIntent,
+    /// The volume that decides `ecs_intent` (the highest level, then the fullest).
+    pub ecs_volume: Option<Volume>,
     /// What the view at hand predicts the actor will do (for `status`).
     pub ecs: EcsDecision,
     /// Whether to stop the container filling the disk, and which.
@@ -177,14 +180,28 @@ pub fn decide(
     findings.extend(etcd_findings);
     // What the disk asks of ECS is decided here; the ECS actor reads the instance's status
     // fresh before acting on it. `ecs` is what the view at hand predicts, for display.
+    // Docker's volume or any [[watch]] volume (an ECS agent that cannot write its state is
+    // as dead as a full Docker disk): the one at the highest level, then the fullest.
+    let deciding = volumes
+        .iter()
+        .filter(|v| v.volume.drains() && v.stats.is_some())
+        .max_by(|a, b| {
+            a.level
+                .cmp(&b.level)
+                .then(a.usage_percent.total_cmp(&b.usage_percent))
+                .then(b.volume.cmp(&a.volume))
+        });
+    let ecs_volume = deciding.map(|d| d.volume);
     let mut intent = EcsIntent::Steady;
-    if let Some(d) = docker {
+    if let Some(d) = deciding {
+        // Holding a drain for an eviction is about Docker's volume only.
+        let hold = escalation.hold_drain && d.volume == Volume::Docker;
         let (i, since) = ecs_intent(
             d.level,
             d.usage_percent,
             settings,
             state.recover_since,
-            escalation.hold_drain,
+            hold,
             now,
         );
         intent = i;
@@ -213,6 +230,7 @@ pub fn decide(
         expired: reclaim.expired,
         inventory_generation: snapshot.inventory.as_ref().map(|i| i.generation),
         ecs_intent: intent,
+        ecs_volume,
         ecs,
         evict: escalation.evict,
         culprit,

@@ -407,3 +407,37 @@ fn levels_are_remembered_for_hysteresis() {
     );
     assert_eq!(second.level, Level::Prune);
 }
+
+#[test]
+fn a_watched_filesystem_at_drain_asks_for_a_drain_and_reclaims_nothing() {
+    let mut snap = snapshot(stats(50.0, 1.0), Some(inventory()), None);
+    let ecs = Volume::watch("ecs");
+    snap.volumes.push(VolumeSnapshot {
+        volume: ecs,
+        path: PathBuf::from("/var/lib/ecs"),
+        stats: Some(FsStats {
+            device: 9,
+            ..stats(91.0, 1.0)
+        }),
+        error: None,
+    });
+    let plan = plan_for(&snap);
+    assert_eq!(plan.level, Level::Drain);
+    assert_eq!(plan.ecs_intent, EcsIntent::Drain { critical: false });
+    assert_eq!(plan.ecs_volume, Some(ecs));
+    assert!(plan.reclaim.is_empty(), "Docker's volume is at 50 %");
+    // Etcd's volume never drains the instance.
+    let mut snap = snapshot(stats(50.0, 1.0), None, None);
+    snap.volumes.push(VolumeSnapshot {
+        volume: Volume::Etcd,
+        path: PathBuf::from("/var/lib/etcd"),
+        stats: Some(FsStats {
+            device: 9,
+            ..stats(91.0, 1.0)
+        }),
+        error: None,
+    });
+    let plan = plan_for(&snap);
+    assert_eq!(plan.ecs_intent, EcsIntent::Steady);
+    assert_eq!(plan.ecs_volume, Some(Volume::Docker));
+}

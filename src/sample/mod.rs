@@ -24,11 +24,13 @@ pub use model::{
 pub use mounts::{MountInfo, mount_of};
 
 /// A watched volume. The names are the `Volume` dimension of the CloudWatch metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Volume {
     Docker,
     Etcd,
+    /// A `[[watch]]` entry, by its name (kept for the process's life: names come from the
+    /// configuration, read once).
+    Watch(&'static str),
 }
 
 impl Volume {
@@ -36,7 +38,33 @@ impl Volume {
         match self {
             Volume::Docker => "docker",
             Volume::Etcd => "etcd",
+            Volume::Watch(name) => name,
         }
+    }
+
+    /// The volume of a `[[watch]]` entry. Each distinct name is allocated once.
+    pub fn watch(name: &str) -> Volume {
+        static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        let mut names = NAMES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = names.iter().find(|n| **n == name) {
+            return Volume::Watch(known);
+        }
+        let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        names.push(leaked);
+        Volume::Watch(leaked)
+    }
+
+    /// Docker's volume or a `[[watch]]` entry: what decides a drain.
+    pub fn drains(self) -> bool {
+        matches!(self, Volume::Docker | Volume::Watch(_))
+    }
+}
+
+impl Serialize for Volume {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -105,6 +133,8 @@ pub struct FsSampler {
     docker_root: PathBuf,
     etcd_dir: PathBuf,
     etcd: Toggle,
+    /// `[[watch]]` entries: the volume, its path, and whether it is a default.
+    watches: Vec<(Volume, PathBuf, bool)>,
 }
 
 impl FsSampler {
@@ -113,6 +143,11 @@ impl FsSampler {
             docker_root: settings.docker.root.clone(),
             etcd_dir: settings.etcd.data_dir.clone(),
             etcd: settings.etcd.enabled,
+            watches: settings
+                .watch
+                .iter()
+                .map(|w| (Volume::watch(&w.name), w.path.clone(), w.default))
+                .collect(),
         }
     }
 
@@ -126,6 +161,18 @@ impl FsSampler {
             if !(absent && self.etcd == Toggle::Auto) {
                 volumes.push(etcd);
             }
+        }
+        for (volume, path, default) in &self.watches {
+            let v = read(*volume, path);
+            if *default && v.error.is_some() && !path.exists() {
+                continue;
+            }
+            // A filesystem already watched is reported once, under its first name.
+            let device = v.stats.map(|s| s.device);
+            if device.is_some() && volumes.iter().any(|w| w.stats.map(|s| s.device) == device) {
+                continue;
+            }
+            volumes.push(v);
         }
         Snapshot {
             at,
@@ -152,5 +199,46 @@ fn read(volume: Volume, path: &Path) -> VolumeSnapshot {
                 _ => format!("cannot read {}: {e}", path.display()),
             }),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WatchSettings;
+
+    fn watch(name: &str, path: &Path, default: bool) -> WatchSettings {
+        WatchSettings {
+            name: name.into(),
+            path: path.to_owned(),
+            default,
+        }
+    }
+
+    #[test]
+    fn a_filesystem_watched_twice_is_read_once_and_a_missing_default_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::default();
+        settings.docker.root = dir.path().join("docker");
+        std::fs::create_dir_all(&settings.docker.root).expect("mkdir");
+        settings.etcd.enabled = Toggle::Off;
+        settings.watch = vec![
+            // The same filesystem as Docker's root, twice.
+            watch("ecs", dir.path(), false),
+            watch("state", &dir.path().join("docker"), false),
+            // A default whose path does not exist: not watched, not an error.
+            watch("root", &dir.path().join("absent"), true),
+            // A configured path that does not exist: watched, unreadable.
+            watch("data", &dir.path().join("missing"), false),
+        ];
+        let snap = FsSampler::new(&settings).sample(SystemTime::UNIX_EPOCH);
+        let names: Vec<&str> = snap.volumes.iter().map(|v| v.volume.name()).collect();
+        assert_eq!(names, ["docker", "data"]);
+        assert!(
+            snap.volumes[1]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("does not exist"))
+        );
     }
 }

@@ -134,9 +134,12 @@ pub async fn run(
     }
 }
 
-/// What a plan asks of ECS, and the Docker volume's usage for the log lines.
+/// What a plan asks of ECS, and the deciding volume's usage for the log lines.
 fn wish(plan: &Plan) -> (Wish, f64) {
-    let docker = plan.volume(Volume::Docker);
+    let docker = plan
+        .ecs_volume
+        .and_then(|v| plan.volume(v))
+        .or_else(|| plan.volume(Volume::Docker));
     let wish = Wish {
         intent: plan.ecs_intent,
         culprit: plan.culprit.clone(),
