@@ -68,7 +68,8 @@ fn write_config(dir: &Path, root: &Path) -> std::path::PathBuf {
         &path,
         format!(
             // A socket that does not exist: these tests must never reach the host's Docker.
-            "[sample]\ninterval = \"200ms\"\n[docker]\nroot = {:?}\nhost = \"unix:///nonexistent/docker.sock\"\n[etcd]\nenabled = false\n",
+            // Docker's volume alone: the default [[watch]] of / would be a good sample too.
+            "watch = []\n[sample]\ninterval = \"200ms\"\n[docker]\nroot = {:?}\nhost = \"unix:///nonexistent/docker.sock\"\n[etcd]\nenabled = false\n",
             root.display().to_string()
         ),
     )
