@@ -1,5 +1,5 @@
 # The commands README.md starts with. `make test` is also what CI runs (.ci/run).
-.PHONY: run test deps lint packaging unit bench release test-release userdata soak footprint simulate
+.PHONY: run test deps lint packaging unit bench release release-deps test-release userdata soak footprint simulate image
 
 # Where `make test` puts the static release its install tests use.
 TEST_DIST ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/test-dist
@@ -15,11 +15,25 @@ test: deps lint packaging test-release
 	AWS_EC2_METADATA_DISABLED=true DISKGUARD_TEST_DIST=$(TEST_DIST) cargo test --all-targets
 
 # The static binary, tarball and sysext of this commit: target/dist/diskguard-<version>-…
-release:
+# Installs its build dependencies first when missing (musl-tools, squashfs-tools, the musl
+# Rust target), so it can be the first command on a fresh machine.
+release: release-deps
 	scripts/release.sh
 
+# What scripts/release.sh needs, installed when missing (root only then); quiet and under a
+# second when all is there.
+release-deps:
+	scripts/test-deps.sh --release
+
+# The OCI image for the ECS daemon service (packaging/ecs/), from the release's static binary,
+# into the Docker that DOCKER_HOST names; saved as target/dist/diskguard-<version>-image.tar.
+# Installs docker.io, ca-certificates and the release's build dependencies first when missing.
+image:
+	scripts/test-deps.sh --image
+	scripts/image.sh
+
 # The same artifacts for the tests, built without the optimiser (minutes less).
-test-release:
+test-release: release-deps
 	rm -f $(TEST_DIST)/diskguard-*
 	DISKGUARD_RELEASE_PROFILE=release-test DISKGUARD_DIST=$(TEST_DIST) scripts/release.sh >/dev/null
 

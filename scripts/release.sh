@@ -10,7 +10,7 @@
 # set DISKGUARD_GIT_SHA.
 # Output: $DISKGUARD_DIST (default: <cargo target dir>/dist). Prints the artifact paths.
 # Needs: the rustup target x86_64-unknown-linux-musl, musl-tools, squashfs-tools
-# (scripts/test-deps.sh installs them).
+# (`make release` installs them first, with `scripts/test-deps.sh --release`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,12 +21,12 @@ dist=${DISKGUARD_DIST:-$target_dir/dist}
 
 for tool in mksquashfs musl-gcc; do
     if ! command -v "$tool" >/dev/null; then
-        echo "release: $tool is missing; run scripts/test-deps.sh (squashfs-tools, musl-tools)" >&2
+        echo "release: $tool is missing; run scripts/test-deps.sh --release (squashfs-tools, musl-tools)" >&2
         exit 1
     fi
 done
 if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
-    echo "release: the Rust target $TARGET is missing; run scripts/test-deps.sh (rustup target add $TARGET)" >&2
+    echo "release: the Rust target $TARGET is missing; run scripts/test-deps.sh --release (rustup target add $TARGET)" >&2
     exit 1
 fi
 

@@ -2,7 +2,9 @@
 # `make userdata`: writes what `diskguard userdata` renders for the example values into
 #   cloud-config/flatcar-ecs-node.yaml   (--format cloud-config)
 #   cloud-config/flatcar-ecs-node.ign    (--format ignition)
-# and into the UserData of packaging/cloudformation/diskguard-node.yaml, where the cluster,
+#   cloud-config/al2023-ecs-node.yaml    (--format cloud-init, Amazon Linux 2023)
+# and into the UserData of packaging/cloudformation/diskguard-node.yaml (one branch per
+# AmiFamily: cloud-config for Flatcar, cloud-init for Amazon Linux 2023), where the cluster,
 # release URL and sha256 become the stack's parameters (${ClusterName}, ${ReleaseUrl},
 # ${ReleaseSha256}; every other "${" is escaped as "${!" for Fn::Sub).
 # --check: change nothing; exit 1 naming each file that differs (tests/userdata.rs runs this).
@@ -37,24 +39,33 @@ trap 'rm -rf "$work"' EXIT
     >"$work/flatcar-ecs-node.yaml"
 "$bin" userdata --format ignition --cluster "$CLUSTER" --release-url "$URL" --sha256 "$SHA" \
     >"$work/flatcar-ecs-node.ign"
+"$bin" userdata --format cloud-init --cluster "$CLUSTER" --release-url "$URL" --sha256 "$SHA" \
+    >"$work/al2023-ecs-node.yaml"
 
-# The template: everything up to the BEGIN marker, the UserData property, the rendered text
-# (Fn::Sub-escaped, placeholders to parameters, indented into the block scalar), the END marker
-# and the rest.
-"$bin" userdata --format cloud-config --cluster "$P_CLUSTER" --release-url "$P_URL" --sha256 "$P_SHA" |
-    sed -e 's/\${/${!/g' -e "s|$P_CLUSTER|\${ClusterName}|g" -e "s|$P_URL|\${ReleaseUrl}|g" \
-        -e "s|$P_SHA|\${ReleaseSha256}|g" |
-    sed -e 's/^\(.\)/            \1/' >"$work/userdata.txt"
+# The template: everything up to the BEGIN marker, the UserData property choosing by
+# AmiFamily, each rendered text (Fn::Sub-escaped, placeholders to parameters, indented into its
+# block scalar), the END marker and the rest.
+for format in cloud-config cloud-init; do
+    "$bin" userdata --format "$format" --cluster "$P_CLUSTER" --release-url "$P_URL" --sha256 "$P_SHA" |
+        sed -e 's/\${/${!/g' -e "s|$P_CLUSTER|\${ClusterName}|g" -e "s|$P_URL|\${ReleaseUrl}|g" \
+            -e "s|$P_SHA|\${ReleaseSha256}|g" |
+        sed -e 's/^\(.\)/                \1/' >"$work/userdata-$format.txt"
+done
 if ! grep -q "^$BEGIN" "$TEMPLATE" || ! grep -qxF "$END" "$TEMPLATE"; then
     echo "render-userdata: $TEMPLATE lacks the '# BEGIN user data' / '# END user data' markers" >&2
     exit 1
 fi
-awk -v begin="$BEGIN" -v end="$END" -v body="$work/userdata.txt" '
+awk -v begin="$BEGIN" -v end="$END" -v flatcar="$work/userdata-cloud-config.txt" \
+    -v al2023="$work/userdata-cloud-init.txt" '
     index($0, begin) == 1 {
         print
         print "        UserData:"
-        print "          Fn::Base64: !Sub |"
-        while ((getline line < body) > 0) print line
+        print "          Fn::If:"
+        print "            - IsFlatcar"
+        print "            - Fn::Base64: !Sub |"
+        while ((getline line < flatcar) > 0) print line
+        print "            - Fn::Base64: !Sub |"
+        while ((getline line < al2023) > 0) print line
         skipping = 1
         next
     }
@@ -65,6 +76,7 @@ awk -v begin="$BEGIN" -v end="$END" -v body="$work/userdata.txt" '
 differ=0
 for pair in "flatcar-ecs-node.yaml:cloud-config/flatcar-ecs-node.yaml" \
     "flatcar-ecs-node.ign:cloud-config/flatcar-ecs-node.ign" \
+    "al2023-ecs-node.yaml:cloud-config/al2023-ecs-node.yaml" \
     "diskguard-node.yaml:$TEMPLATE"; do
     new=$work/${pair%%:*}
     old=${pair#*:}

@@ -7,7 +7,26 @@
 # debootstrap (the systemd image the install tests boot), squashfs-tools (the sysext),
 # musl-tools and the rustup target x86_64-unknown-linux-musl (the static release).
 # The Prometheus endpoint adds: prometheus (promtool and the server that scrapes it).
+# Amazon Linux 2023 user data adds: cloud-init (`cloud-init schema`, the validator the
+# userdata tests run on this machine; the systemd test image has its own copy that applies it).
+# --release: only what scripts/release.sh needs (`make release` runs this first, so a fresh
+# machine's first command can be `make release`).
+# --image: that, and what scripts/image.sh needs: docker.io and ca-certificates (`make image`).
+# A Docker that does not answer is started with systemctl where systemd runs; otherwise it
+# says how to start one.
 set -euo pipefail
+
+release_only=0
+image=0
+case ${1:-} in
+    --release) release_only=1 ;;
+    --image) release_only=1 image=1 ;;
+    "") ;;
+    *)
+        echo "usage: scripts/test-deps.sh [--release | --image]" >&2
+        exit 2
+        ;;
+esac
 
 VENV="${DISKGUARD_TEST_VENV:-/opt/diskguard-test-venv}"
 # Pinned to a major so a moto release cannot change the wire format under us.
@@ -20,12 +39,23 @@ MOTO_SPEC='moto[server]>=5,<6'
 # openssl: the certificates of the etcd TLS tests.
 # prometheus: promtool (check metrics, check rules) and a real Prometheus that scrapes
 # diskguard's /metrics in tests/prometheus.rs (its service is not started, as above).
+# cloud-init: only its schema validator runs here; see below for why it stays off at boot.
 APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd docker-registry
-    ignition debootstrap squashfs-tools musl-tools binutils openssl prometheus)
+    ignition debootstrap squashfs-tools musl-tools binutils openssl prometheus cloud-init)
+# scripts/release.sh: musl-gcc (aws-lc-sys's C for the musl target), mksquashfs (the sysext),
+# readelf (the static-link check), tar and gzip (the tarball), sha256sum, git (the version).
+RELEASE_PKGS=(musl-tools squashfs-tools binutils tar gzip coreutils git)
+if [[ $release_only -eq 1 ]]; then
+    APT_PKGS=("${RELEASE_PKGS[@]}")
+fi
+if [[ $image -eq 1 ]]; then
+    APT_PKGS+=(docker.io ca-certificates)
+fi
 
 installed=()
 
-if [[ $(id -u) -ne 0 ]]; then
+# --release needs root only when it has something to install (apt_install says so).
+if [[ $release_only -eq 0 && $(id -u) -ne 0 ]]; then
     echo "test-deps.sh: must run as root (it uses apt-get and writes $VENV)" >&2
     exit 1
 fi
@@ -40,6 +70,10 @@ missing_pkgs() {
 
 apt_updated=0
 apt_install() {
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "test-deps.sh: must run as root to apt-get install $*" >&2
+        exit 1
+    fi
     if [[ $apt_updated -eq 0 ]]; then
         echo "test-deps.sh: apt-get update"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -64,6 +98,48 @@ apt_install() {
 mapfile -t need < <(missing_pkgs "${APT_PKGS[@]}")
 if [[ ${#need[@]} -gt 0 ]]; then
     apt_install "${need[@]}"
+    # Installed for its validator only: this machine must not run cloud-init at its next
+    # boot (it would take the host for a cloud instance). A machine that already had
+    # cloud-init keeps it as it was.
+    if printf '%s\n' "${need[@]}" | grep -qx cloud-init; then
+        touch /etc/cloud/cloud-init.disabled
+    fi
+fi
+
+# The static release target. rustup is the machine's one toolchain manager; when it is not
+# on PATH (a root shell without ~/.cargo/env) the hint says so instead of failing late.
+release_tools() {
+    local target=x86_64-unknown-linux-musl
+    if ! command -v rustup >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
+        . "$HOME/.cargo/env"
+    fi
+    if command -v rustup >/dev/null 2>&1; then
+        if ! rustup target list --installed | grep -qx "$target"; then
+            echo "test-deps.sh: rustup target add $target"
+            rustup target add "$target" >/dev/null
+            installed+=("rust target $target")
+        fi
+    else
+        echo "test-deps.sh: rustup not found; the release needs: rustup target add $target" >&2
+        exit 1
+    fi
+}
+
+if [[ $release_only -eq 1 ]]; then
+    release_tools
+    if [[ $image -eq 1 ]] && ! docker info >/dev/null 2>&1; then
+        if [[ -z ${DOCKER_HOST:-} && -d /run/systemd/system ]]; then
+            echo "test-deps.sh: starting docker.service"
+            systemctl start docker.service
+        else
+            echo "test-deps.sh: no Docker answers at ${DOCKER_HOST:-unix:///var/run/docker.sock}; start dockerd (systemctl start docker, or dockerd &) or set DOCKER_HOST" >&2
+            exit 1
+        fi
+    fi
+    if [[ ${#installed[@]} -gt 0 ]]; then
+        echo "test-deps.sh: installed: ${installed[*]}"
+    fi
+    exit 0
 fi
 
 # A venv needs both the venv module and ensurepip; Debian's own python3 has
@@ -107,22 +183,7 @@ if ! "$VENV/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find
     installed+=("$VENV (${PY_PKGS[*]})")
 fi
 
-# The static release target. rustup is the machine's one toolchain manager; when it is not
-# on PATH (a root shell without ~/.cargo/env) the hint says so instead of failing late.
-MUSL_TARGET=x86_64-unknown-linux-musl
-if ! command -v rustup >/dev/null 2>&1 && [[ -f $HOME/.cargo/env ]]; then
-    . "$HOME/.cargo/env"
-fi
-if command -v rustup >/dev/null 2>&1; then
-    if ! rustup target list --installed | grep -qx "$MUSL_TARGET"; then
-        echo "test-deps.sh: rustup target add $MUSL_TARGET"
-        rustup target add "$MUSL_TARGET" >/dev/null
-        installed+=("rust target $MUSL_TARGET")
-    fi
-else
-    echo "test-deps.sh: rustup not found; the release tests need: rustup target add $MUSL_TARGET" >&2
-    exit 1
-fi
+release_tools
 
 if [[ ${#installed[@]} -gt 0 ]]; then
     echo "test-deps.sh: installed: ${installed[*]}"

@@ -222,7 +222,7 @@ fn examples_and_node_stack_user_data_are_what_userdata_renders() {
 fn user_data_fits_ec2_limit_with_long_values() {
     let cluster = "c".repeat(255);
     let url = format!("https://{}.example.com/{}", "h".repeat(60), "p".repeat(400));
-    for format in ["cloud-config", "ignition"] {
+    for format in ["cloud-config", "ignition", "cloud-init"] {
         let out = userdata(&[
             "--format",
             format,

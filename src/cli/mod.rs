@@ -66,13 +66,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Render EC2 user data (Flatcar cloud-config or Ignition) that installs diskguard from
-    /// its release tarball, checks the tarball's sha256 before anything starts, and starts
-    /// diskguard.service. --config FILE is installed as /etc/diskguard/diskguard.toml.
+    /// Render EC2 user data (Flatcar cloud-config or Ignition, Amazon Linux 2023 cloud-init)
+    /// that installs diskguard from its release tarball, checks the tarball's sha256 before
+    /// anything starts, and starts diskguard.service. --config FILE is installed as
+    /// /etc/diskguard/diskguard.toml.
     #[command(
         after_help = "Exit 0 with the user data on stdout; 78 (EX_CONFIG) when \
-        --cluster, --release-url or --sha256 is not valid, or the --config file is not \
-        (nothing is printed then)."
+        --cluster, --release-url or --sha256 is not valid, the --config file is not, or a \
+        --part file is not a part cloud-init knows (nothing is printed then)."
     )]
     Userdata(userdata::UserdataArgs),
     /// Validate the configuration or print the defaults.

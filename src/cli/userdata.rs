@@ -1,10 +1,12 @@
-//! `userdata`: renders EC2 user data (Flatcar cloud-config or Ignition) that installs
-//! diskguard from its release tarball, checks the tarball's sha256 before anything runs,
-//! and starts `diskguard.service` — from the same unit text as `units/`.
+//! `userdata`: renders EC2 user data (Flatcar cloud-config or Ignition, Amazon Linux 2023
+//! cloud-init) that installs diskguard from its release tarball, checks the tarball's sha256
+//! before anything runs, and starts `diskguard.service` — from the same unit text as `units/`.
 
 mod cloud_config;
+mod cloud_init;
 mod ignition;
 mod node;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +25,9 @@ const CLUSTER_MAX_LEN: usize = 255;
 /// `/etc/diskguard/diskguard.toml`; without it the node gets all defaults.
 #[derive(Debug, Args)]
 pub struct UserdataArgs {
-    /// cloud-config (Flatcar's coreos-cloudinit, processed on every boot) or ignition
-    /// (spec 3.3, first boot only; the tarball's file entry carries verification.hash).
+    /// cloud-config (Flatcar's coreos-cloudinit, processed on every boot), ignition
+    /// (Flatcar, spec 3.3, first boot only; the tarball's file entry carries
+    /// verification.hash) or cloud-init (Amazon Linux 2023's ECS-optimized AMI, first boot).
     #[arg(long, value_enum)]
     pub format: Format,
     /// The ECS cluster the node joins (written to /etc/ecs/ecs.config as ECS_CLUSTER).
@@ -36,12 +39,18 @@ pub struct UserdataArgs {
     /// The tarball's sha256 (the .sha256 file next to it): checked before it is unpacked.
     #[arg(long, value_name = "HEX")]
     pub sha256: String,
+    /// With --format cloud-init: a user data part of your own (a `#!` script, a
+    /// `#cloud-config`, …) to combine with diskguard's; repeat for more. The output is then
+    /// MIME multipart, your parts first, their settings winning over diskguard's.
+    #[arg(long, value_name = "FILE")]
+    pub part: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     CloudConfig,
     Ignition,
+    CloudInit,
 }
 
 /// Why the user data was not rendered. Every one exits 78: like a bad config file, a bad
@@ -54,6 +63,13 @@ pub enum UserdataError {
     ReleaseUrl { value: String, why: String },
     #[error("--sha256 {value:?}: expected 64 hexadecimal digits (the release tarball's sha256)")]
     Sha256 { value: String },
+    #[error("--part {path}: {why}")]
+    Part { path: PathBuf, why: String },
+    #[error(
+        "--part: only --format cloud-init combines parts (coreos-cloudinit and Ignition read \
+         one document)"
+    )]
+    PartNeedsCloudInit,
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(
@@ -75,9 +91,20 @@ pub fn render(args: &UserdataArgs, config_file: Option<&Path>) -> Result<String,
         sha256: sha256(&args.sha256)?,
         config,
     };
+    if !args.part.is_empty() && args.format != Format::CloudInit {
+        return Err(UserdataError::PartNeedsCloudInit);
+    }
     let text = match args.format {
         Format::CloudConfig => cloud_config::render(&node),
         Format::Ignition => ignition::render(&node),
+        Format::CloudInit => {
+            let parts = args
+                .part
+                .iter()
+                .map(|path| part(path))
+                .collect::<Result<Vec<_>, _>>()?;
+            cloud_init::render(&node, &parts)
+        }
     };
     if text.len() > EC2_USER_DATA_LIMIT {
         return Err(UserdataError::TooLarge { size: text.len() });
@@ -93,6 +120,31 @@ fn read_config(path: &Path) -> Result<String, ConfigError> {
     })?;
     config::parse(path, &text)?;
     Ok(text)
+}
+
+/// A part of the user's: UTF-8 text that cloud-init knows what to do with.
+fn part(path: &Path) -> Result<cloud_init::Part, UserdataError> {
+    let bad = |why: String| UserdataError::Part {
+        path: path.to_owned(),
+        why,
+    };
+    let content = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let content_type = cloud_init::part_type(&content).ok_or_else(|| {
+        let first = content.lines().next().unwrap_or_default();
+        bad(format!(
+            "starts with {first:?}, which cloud-init would not run or read: a part starts \
+             with #! (a script), #cloud-config, #cloud-boothook or #include (pass each part \
+             of a MIME multipart file on its own)"
+        ))
+    })?;
+    let file_name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    Ok(cloud_init::Part {
+        file_name,
+        content_type,
+        content,
+    })
 }
 
 fn cluster(value: &str) -> Result<String, UserdataError> {

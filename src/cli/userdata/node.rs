@@ -20,6 +20,9 @@ pub const INSTALL_DROP_IN: &str =
     include_str!("../../../units/userdata/diskguard.service.d/10-install.conf");
 pub const ECS_AGENT_SERVICE: &str = include_str!("../../../units/amazon-ecs-agent.service");
 
+/// Where the ECS agent reads its settings, ECS_CLUSTER among them, on Flatcar and Amazon Linux.
+pub const ECS_CONFIG: &str = "/etc/ecs/ecs.config";
+
 /// Where the install unit looks for the tarball that Ignition has already downloaded.
 pub const TARBALL_PATH: &str = "/opt/diskguard/diskguard.tar.gz";
 
@@ -54,7 +57,7 @@ impl Node {
         });
         vec![
             File {
-                path: "/etc/ecs/ecs.config",
+                path: ECS_CONFIG,
                 mode: 0o644,
                 content: format!("ECS_CLUSTER={}\n", self.cluster),
             },
@@ -82,16 +85,23 @@ impl Node {
     }
 
     /// The units, in the order they are started: the ECS agent first, as Flatcar's ECS
-    /// guide does; diskguard's drop-in makes it require the install unit.
+    /// guide does (Amazon Linux ships its own `ecs.service`), then diskguard's.
     pub fn units(&self) -> Vec<Unit> {
+        let mut units = vec![Unit {
+            name: "amazon-ecs-agent.service",
+            content: ECS_AGENT_SERVICE,
+            enable: true,
+            start: true,
+            drop_ins: Vec::new(),
+        }];
+        units.extend(self.diskguard_units());
+        units
+    }
+
+    /// diskguard's own units, the same on every distribution: the install oneshot, and
+    /// diskguard.service with the drop-in that makes it require the install unit.
+    pub fn diskguard_units(&self) -> Vec<Unit> {
         vec![
-            Unit {
-                name: "amazon-ecs-agent.service",
-                content: ECS_AGENT_SERVICE,
-                enable: true,
-                start: true,
-                drop_ins: Vec::new(),
-            },
             Unit {
                 name: "diskguard-install.service",
                 content: INSTALL_SERVICE,

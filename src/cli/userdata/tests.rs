@@ -9,6 +9,7 @@ fn args(format: Format) -> UserdataArgs {
         cluster: "prod".into(),
         release_url: "https://example.com/diskguard.tar.gz".into(),
         sha256: "AB".repeat(32),
+        part: Vec::new(),
     }
 }
 
@@ -44,8 +45,8 @@ fn sha256_is_64_hex_digits_kept_in_lower_case() {
 }
 
 #[test]
-fn both_formats_carry_the_cluster_url_and_hash() {
-    for format in [Format::CloudConfig, Format::Ignition] {
+fn every_format_carries_the_cluster_url_and_hash() {
+    for format in [Format::CloudConfig, Format::Ignition, Format::CloudInit] {
         let text = render(&args(format), None).expect("valid flags");
         assert!(text.contains("ECS_CLUSTER"), "{format:?}");
         assert!(
@@ -88,5 +89,40 @@ fn config_file_is_embedded_as_written() {
     assert!(
         text.contains("      # ours\n      mode = \"observe\"\n"),
         "{text}"
+    );
+}
+
+#[test]
+fn parts_combine_only_with_cloud_init() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("user.sh");
+    std::fs::write(&path, "#!/bin/sh\necho hi\n").expect("write");
+    for format in [Format::CloudConfig, Format::Ignition] {
+        let mut a = args(format);
+        a.part.push(path.clone());
+        assert!(matches!(
+            render(&a, None),
+            Err(UserdataError::PartNeedsCloudInit)
+        ));
+    }
+    let mut a = args(Format::CloudInit);
+    a.part.push(path);
+    let text = render(&a, None).expect("valid part");
+    assert!(text.starts_with("Content-Type: multipart/mixed"), "{text}");
+    assert!(text.contains("Content-Type: text/x-shellscript"), "{text}");
+}
+
+#[test]
+fn part_cloud_init_would_not_know_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "echo hi\n").expect("write");
+    let mut a = args(Format::CloudInit);
+    a.part.push(path);
+    let err = render(&a, None).expect_err("not a part");
+    let message = err.to_string();
+    assert!(
+        message.contains("notes.txt") && message.contains("#!"),
+        "{message}"
     );
 }

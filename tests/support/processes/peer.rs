@@ -38,6 +38,7 @@ pub enum Bin {
     Sha256sum,
     Prometheus,
     Promtool,
+    CloudInit,
 }
 
 impl Bin {
@@ -135,6 +136,11 @@ impl Bin {
                 "promtool",
                 "apt-get install prometheus",
                 &["/usr/bin/promtool"],
+            ),
+            Bin::CloudInit => (
+                "cloud-init",
+                "apt-get install cloud-init",
+                &["/usr/bin/cloud-init"],
             ),
         }
     }

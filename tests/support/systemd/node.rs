@@ -21,14 +21,15 @@ use crate::network::mockhttp::{Reply, Response, Server};
 use crate::processes::peer::{run_ok, temp_dir};
 use crate::systemd::cloudinit::{UnitCommand, apply_cloud_config, apply_ignition};
 use crate::systemd::container::{Bind, SystemdContainer};
-use crate::systemd::image;
+use crate::systemd::image::{self, Recipe};
 use crate::systemd::release::{Release, artifacts};
 
 /// The config the user data installs: local mode, observe only, nothing off the machine.
 pub const TEST_CONFIG: &str = "# install tests: local mode, observe only; nothing leaves the machine\n\
 mode = \"observe\"\n\n[ecs]\nenabled = false\n\n[cloudwatch]\nenabled = false\n\n[etcd]\nenabled = false\n";
 
-const TEST_DROP_IN: &str = "[Service]\n# The tests must never reach the link-local IMDS address.\nEnvironment=AWS_EC2_METADATA_DISABLED=true\n";
+/// diskguard.service's test drop-in; must be in place before diskguard first starts.
+pub const TEST_DROP_IN: &str = "[Service]\n# The tests must never reach the link-local IMDS address.\nEnvironment=AWS_EC2_METADATA_DISABLED=true\n";
 
 /// Units get this long to settle (start, restart after the 10 s watchdog, …).
 pub const SETTLE: Duration = Duration::from_secs(60);
@@ -60,6 +61,11 @@ impl std::fmt::Debug for World {
 
 impl World {
     pub fn new(serve: Serve) -> World {
+        World::with_image(serve, Recipe::Systemd)
+    }
+
+    /// A world whose containers boot the root filesystem of `recipe`.
+    pub fn with_image(serve: Serve, recipe: Recipe) -> World {
         let release = artifacts();
         let mut bytes = std::fs::read(&release.tarball)
             .unwrap_or_else(|e| panic!("reading {}: {e}", release.tarball.display()));
@@ -87,7 +93,7 @@ impl World {
             }),
         );
         let dockerd = Dockerd::start_on_loopfs(&LoopFsOptions::new(1024));
-        let image = image::import(&dockerd);
+        let image = image::import_recipe(&dockerd, recipe);
         World {
             release,
             server,
@@ -109,23 +115,26 @@ impl World {
 
     /// What a node's bootloader would hand over: the container, booted, with the test drop-in.
     pub fn boot(&self) -> SystemdContainer<'_> {
+        self.boot_with(&[])
+    }
+
+    /// [`World::boot`] with more bind mounts (a cloud-init seed, say), there from PID 1 on.
+    pub fn boot_with(&self, extra: &[Bind<'_>]) -> SystemdContainer<'_> {
         let socket = self.dockerd.socket();
-        let c = SystemdContainer::boot(
-            &self.dockerd,
-            &self.image,
-            &[
-                Bind {
-                    host: &socket,
-                    container: "/run/docker.sock",
-                    read_only: false,
-                },
-                Bind {
-                    host: self.docker_root.path(),
-                    container: "/var/lib/docker",
-                    read_only: false,
-                },
-            ],
-        );
+        let mut binds = vec![
+            Bind {
+                host: &socket,
+                container: "/run/docker.sock",
+                read_only: false,
+            },
+            Bind {
+                host: self.docker_root.path(),
+                container: "/var/lib/docker",
+                read_only: false,
+            },
+        ];
+        binds.extend_from_slice(extra);
+        let c = SystemdContainer::boot(&self.dockerd, &self.image, &binds);
         c.write_file(
             "/etc/systemd/system/diskguard.service.d/50-test.conf",
             TEST_DROP_IN.as_bytes(),
@@ -136,22 +145,31 @@ impl World {
 
     /// `diskguard userdata` for this world (this build's binary, the served tarball).
     pub fn render(&self, format: &str) -> String {
+        self.render_with(format, &[])
+    }
+
+    /// [`World::render`] with more flags (`--part FILE`, say).
+    pub fn render_with(&self, format: &str, extra: &[&str]) -> String {
         let dir = temp_dir("node-config");
         let config = dir.path().join("diskguard.toml");
         std::fs::write(&config, TEST_CONFIG).expect("writing the test config");
-        run_ok(Command::new(crate::processes::diskguard_bin()).args([
-            "userdata",
-            "--format",
-            format,
-            "--cluster",
-            "test",
-            "--release-url",
-            &self.release_url(),
-            "--sha256",
-            &self.release.tarball_sha256,
-            "--config",
-            &config.display().to_string(),
-        ])) + "\n"
+        run_ok(
+            Command::new(crate::processes::diskguard_bin())
+                .args([
+                    "userdata",
+                    "--format",
+                    format,
+                    "--cluster",
+                    "test",
+                    "--release-url",
+                    &self.release_url(),
+                    "--sha256",
+                    &self.release.tarball_sha256,
+                    "--config",
+                    &config.display().to_string(),
+                ])
+                .args(extra),
+        ) + "\n"
     }
 
     /// Boots and applies the rendered cloud-config; returns the container and what each
