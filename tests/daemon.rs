@@ -48,8 +48,21 @@ impl Heard {
     }
 }
 
-fn start(config: &Path, notify_socket: &str, watchdog_usec: u64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_diskguard"))
+/// The daemon under test, killed if a failed assertion leaves it running (it would hold
+/// the test's stdout and outlive it).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(config: &Path, notify_socket: &str, watchdog_usec: u64) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_diskguard"))
         .args(["--config"])
         .arg(config)
         .arg("run")
@@ -59,7 +72,8 @@ fn start(config: &Path, notify_socket: &str, watchdog_usec: u64) -> Child {
         .env_remove("JOURNAL_STREAM")
         .stderr(Stdio::piped())
         .spawn()
-        .expect("diskguard starts")
+        .expect("diskguard starts");
+    Running(child)
 }
 
 fn write_config(dir: &Path, root: &Path) -> std::path::PathBuf {
@@ -78,7 +92,8 @@ fn write_config(dir: &Path, root: &Path) -> std::path::PathBuf {
 }
 
 /// Sends SIGTERM, expects STOPPING=1 and exit 0 within 2 s; returns stderr.
-fn stop(mut child: Child, sock: &UnixDatagram) -> String {
+fn stop(mut running: Running, sock: &UnixDatagram) -> String {
+    let child = &mut running.0;
     let sent = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let heard = Heard::listen(

@@ -23,8 +23,8 @@ use support::docker::world::{MIB, World, used_percent, world};
 use support::fs::watch::container_state;
 use support::systemd::release::artifacts;
 
-/// ~100 MB/s into the container's own layer: 5 MiB with dd, a 50 ms pause, again.
-const FAST_WRITER: &str = "i=0; while true; do dd if=/dev/zero of=/w$i bs=1M count=5 2>/dev/null; i=$((i+1)); usleep 50000; done";
+/// Over 100 MB/s into the container's own layer: 10 MiB with dd, a 50 ms pause, again.
+const FAST_WRITER: &str = "i=0; while true; do dd if=/dev/zero of=/w$i bs=1M count=10 2>/dev/null; i=$((i+1)); usleep 50000; done";
 const TASK_DEFINITION: &str = "packaging/ecs/diskguard-task-definition.json";
 
 fn repo() -> &'static Path {
@@ -227,7 +227,7 @@ fn the_daemon_service_image_reclaims_and_evicts_as_the_host_install_does_and_spa
         "spare images removed: {left}"
     );
 
-    // A writer at ~100 MB/s is evicted; diskguard's own container never.
+    // A writer at over 100 MB/s is evicted; diskguard's own container never.
     let bad_image = import_image(&w.d, "bad:v1", MIB);
     let bad = run_container(
         &w.d,
@@ -242,7 +242,22 @@ fn the_daemon_service_image_reclaims_and_evicts_as_the_host_install_does_and_spa
         "evicted container bad",
         Duration::from_secs(60),
     );
-    assert!(text.contains("task_family=\"bad-task\""), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("evicting container bad"))
+        .unwrap_or_else(|| panic!("no eviction line in {text}"));
+    assert!(line.contains("task_family=\"bad-task\""), "{line}");
+    let rate: f64 = line
+        .split("bytes_per_second=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {line}"));
+    println!(
+        "evicted in the container: a writer at {:.0} MB/s",
+        rate / 1e6
+    );
+    assert!(rate >= 100e6, "a writer of at least 100 MB/s: {line}");
     assert_eq!(container_state(&w.d, &bad), "gone");
     assert_eq!(
         container_state(&w.d, &me),
