@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::docker::images::{ContainerOpts, docker_ok, import_image, run_container};
 use support::docker::world::{MIB, World, world};
 use support::fs::watch::{PeakWatch, container_state};
-use support::processes::daemon::Daemon;
+use support::processes::daemon::{Daemon, log_number};
 use support::processes::peer::{free_port, http_tcp};
 
 /// ~100 MB/s into the container's own layer: 5 MiB with dd, a 50 ms pause, again.
@@ -115,12 +115,7 @@ fn a_container_flooding_stdout_is_evicted_as_the_writer_before_the_disk_is_full(
     );
     let (_, line) = daemon.wait_for("evicting container flood", Duration::from_secs(60));
     assert!(line.contains("task_family=\"chatty-task\""), "{line}");
-    let rate: f64 = line
-        .split("bytes_per_second=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|r| r.trim_matches('"').parse().ok())
-        .unwrap_or_else(|| panic!("no rate in {line}"));
+    let rate = log_number(&line, "bytes_per_second");
     daemon.wait_for("evicted container flood", Duration::from_secs(30));
     let took = started.elapsed();
     thread::sleep(Duration::from_secs(1));

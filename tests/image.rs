@@ -21,6 +21,7 @@ use serde_json::Value;
 use support::docker::images::{ContainerOpts, docker_ok, import_image, run_container};
 use support::docker::world::{MIB, World, used_percent, world};
 use support::fs::watch::container_state;
+use support::processes::daemon::log_number;
 use support::systemd::release::artifacts;
 
 /// Over 100 MB/s into the container's own layer: 10 MiB with dd, a 50 ms pause, again.
@@ -247,12 +248,7 @@ fn the_daemon_service_image_reclaims_and_evicts_as_the_host_install_does_and_spa
         .find(|l| l.contains("evicting container bad"))
         .unwrap_or_else(|| panic!("no eviction line in {text}"));
     assert!(line.contains("task_family=\"bad-task\""), "{line}");
-    let rate: f64 = line
-        .split("bytes_per_second=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|r| r.trim_matches('"').parse().ok())
-        .unwrap_or_else(|| panic!("no rate in {line}"));
+    let rate = log_number(line, "bytes_per_second");
     println!(
         "evicted in the container: a writer at {:.0} MB/s",
         rate / 1e6

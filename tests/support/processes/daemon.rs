@@ -122,3 +122,17 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// The value of the structured field `key=` in one of the daemon's log lines, unquoted.
+pub fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!(" {key}=");
+    let rest = &line[line.find(&needle)? + needle.len()..];
+    rest.split_whitespace().next().map(|v| v.trim_matches('"'))
+}
+
+/// A numeric field of a log line; panics naming the line when it has none.
+pub fn log_number(line: &str, key: &str) -> f64 {
+    log_field(line, key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number {key}= in {line}"))
+}

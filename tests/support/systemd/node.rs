@@ -113,6 +113,37 @@ impl World {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// After a tampered tarball (its install unit already failed): the install said why,
+    /// the tarball was fetched, diskguard never ran and nothing was installed.
+    pub fn assert_install_refused(&self, c: &SystemdContainer<'_>) {
+        let log = c.journal("diskguard-install.service");
+        assert!(log.contains("not installing"), "install log:\n{log}");
+        assert!(self.requests() >= 1, "the tarball was never fetched");
+        let dg = c.show(
+            "diskguard.service",
+            &[
+                "ActiveState",
+                "NRestarts",
+                "ExecMainStartTimestampMonotonic",
+                "MainPID",
+            ],
+        );
+        assert!(
+            dg["ActiveState"] == "inactive" || dg["ActiveState"] == "failed",
+            "{dg:?}"
+        );
+        assert_eq!(
+            dg["ExecMainStartTimestampMonotonic"], "0",
+            "diskguard ran: {dg:?}"
+        );
+        assert_eq!(dg["NRestarts"], "0", "{dg:?}");
+        let installed = c.exec(&["test", "-e", "/opt/bin/diskguard"]);
+        assert!(
+            !installed.status.success(),
+            "/opt/bin/diskguard was installed"
+        );
+    }
+
     /// What a node's bootloader would hand over: the container, booted, with the test drop-in.
     pub fn boot(&self) -> SystemdContainer<'_> {
         self.boot_with(&[])
