@@ -39,22 +39,7 @@ fn cloud_config_installs_the_verified_tarball_and_starts_diskguard() {
         .expect("the cloud-config starts the ECS agent");
     assert!(!ecs.ok, "the ECS agent started without Docker?");
 
-    let install = c.show(
-        "diskguard-install.service",
-        &["ActiveState", "Result", "ExecMainStatus"],
-    );
-    assert_eq!(install["ActiveState"], "active", "{install:?}");
-    assert_eq!(install["Result"], "success", "{install:?}");
-    assert_eq!(
-        world.requests(),
-        1,
-        "the tarball is downloaded exactly once"
-    );
-    let log = c.journal("diskguard-install.service");
-    assert!(
-        log.contains(&world.release.sha),
-        "install log names no version:\n{log}"
-    );
+    world.assert_installed_once(&c);
 
     let running = wait_running(&c);
     let status = &running["StatusText"];

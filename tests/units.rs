@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::processes::peer::{Bin, binary, run_raw, temp_dir};
+use support::processes::peer::{Bin, binary, run_raw, run_said, temp_dir};
 use support::systemd::cloudinit::yaml_to_json;
 
 const MAX_EXPOSURE: f64 = 2.0;
@@ -64,18 +64,13 @@ fn verify_all(dir: &Path, units: &[&str]) {
         units = units.join(" "),
         analyze = binary(Bin::SystemdAnalyze).display(),
     );
-    let out = run_raw(
+    let (ok, text) = run_said(
         Command::new(binary(Bin::Unshare))
             .args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(&script),
     );
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
-        out.status.success() && text.trim().is_empty(),
+        ok && text.trim().is_empty(),
         "systemd-analyze verify is not clean:\n{text}"
     );
 }

@@ -8,8 +8,8 @@ use diskguard_testkit as support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::processes::peer::{Bin, binary, run_raw, temp_dir, test_venv};
-use support::systemd::cloudinit::yaml_to_json;
+use support::processes::peer::{Bin, binary, run_raw, run_said, temp_dir, test_venv};
+use support::systemd::cloudinit::written_file;
 
 const SHA: &str = "9f2c4e1b7a3d5f60817263544536271809a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4";
 const URL: &str = "https://releases.example.com/diskguard/diskguard.tar.gz";
@@ -60,18 +60,10 @@ fn cloud_config_check(path: &Path) -> (bool, String) {
         "{} is missing: run scripts/test-deps.sh",
         python.display()
     );
-    let out = run_raw(
+    run_said(
         Command::new(python)
             .arg(repo("tests/support/systemd/cloud_config_check.py"))
             .arg(path),
-    );
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
     )
 }
 
@@ -145,16 +137,10 @@ fn config_file_reaches_the_node_byte_for_byte() {
         "  # indented comment, café\r\nmode = \"observe\"\r\n\n[thresholds]\nprune_start = 85\n";
     std::fs::write(&path, config).expect("write");
     let text = render("cloud-config", &["--config", &path.display().to_string()]);
-    let doc = yaml_to_json(&text);
-    let written = doc["write_files"]
-        .as_array()
-        .and_then(|files| {
-            files
-                .iter()
-                .find(|f| f["path"] == "/etc/diskguard/diskguard.toml")
-        })
-        .expect("the config file entry");
-    assert_eq!(written["content"].as_str(), Some(config));
+    assert_eq!(
+        written_file(&text, "/etc/diskguard/diskguard.toml").as_deref(),
+        Some(config)
+    );
     let yaml = dir.path().join("user-data.yaml");
     std::fs::write(&yaml, &text).expect("write");
     let (ok, output) = cloud_config_check(&yaml);

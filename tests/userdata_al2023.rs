@@ -11,8 +11,8 @@ use diskguard_testkit as support;
 use std::process::Command;
 use std::time::Instant;
 
-use support::processes::peer::{Bin, binary, run_raw, temp_dir};
-use support::systemd::cloudinit::yaml_to_json;
+use support::processes::peer::{Bin, binary, run_raw, run_said, temp_dir};
+use support::systemd::cloudinit::written_file;
 use support::systemd::image::Recipe;
 use support::systemd::nocloud::{boot_with_user_data, wait_finished};
 use support::systemd::node::{SETTLE, Serve, World, wait_running};
@@ -21,12 +21,17 @@ const SHA: &str = "9f2c4e1b7a3d5f60817263544536271809a0b1c2d3e4f5a6b7c8d9e0f1a2b
 const URL: &str = "https://releases.example.com/diskguard/diskguard.tar.gz";
 
 fn userdata(extra: &[&str]) -> std::process::Output {
+    userdata_as("cloud-init", extra)
+}
+
+/// `diskguard userdata --format FORMAT` for cluster prod, with `extra` flags.
+fn userdata_as(format: &str, extra: &[&str]) -> std::process::Output {
     run_raw(
         Command::new(env!("CARGO_BIN_EXE_diskguard"))
             .args([
                 "userdata",
                 "--format",
-                "cloud-init",
+                format,
                 "--cluster",
                 "prod",
                 "--release-url",
@@ -43,18 +48,10 @@ fn schema(text: &str) -> (bool, String) {
     let dir = temp_dir("schema");
     let path = dir.path().join("user-data");
     std::fs::write(&path, text).expect("write");
-    let out = run_raw(
+    run_said(
         Command::new(binary(Bin::CloudInit))
             .args(["schema", "--config-file"])
             .arg(&path),
-    );
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
     )
 }
 
@@ -98,16 +95,10 @@ fn config_file_reaches_the_node_byte_for_byte() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).expect("UTF-8");
-    let doc = yaml_to_json(&text);
-    let written = doc["write_files"]
-        .as_array()
-        .and_then(|files| {
-            files
-                .iter()
-                .find(|f| f["path"] == "/etc/diskguard/diskguard.toml")
-        })
-        .expect("the config file entry");
-    assert_eq!(written["content"].as_str(), Some(config));
+    assert_eq!(
+        written_file(&text, "/etc/diskguard/diskguard.toml").as_deref(),
+        Some(config)
+    );
     let (ok, said) = schema(&text);
     assert!(ok, "cloud-init schema: {said}");
 }
@@ -126,19 +117,7 @@ fn parts_cloud_init_would_not_read_and_parts_without_cloud_init_exit_78() {
         out.stdout.is_empty() && stderr.contains("notes.txt"),
         "{stderr}"
     );
-    let out = run_raw(Command::new(env!("CARGO_BIN_EXE_diskguard")).args([
-        "userdata",
-        "--format",
-        "cloud-config",
-        "--cluster",
-        "prod",
-        "--release-url",
-        URL,
-        "--sha256",
-        SHA,
-        "--part",
-        &script.display().to_string(),
-    ]));
+    let out = userdata_as("cloud-config", &["--part", &script.display().to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(stderr.contains("cloud-init"), "{stderr}");
@@ -223,22 +202,7 @@ fn cloud_init_installs_the_verified_tarball_and_starts_diskguard() {
         c.stdout(&["systemctl", "is-enabled", "diskguard.service"]),
         "enabled"
     );
-    let install = c.show(
-        "diskguard-install.service",
-        &["ActiveState", "Result", "ExecMainStatus"],
-    );
-    assert_eq!(install["ActiveState"], "active", "{install:?}");
-    assert_eq!(install["Result"], "success", "{install:?}");
-    assert_eq!(
-        world.requests(),
-        1,
-        "the tarball is downloaded exactly once"
-    );
-    let log = c.journal("diskguard-install.service");
-    assert!(
-        log.contains(&world.release.sha),
-        "install log names no version:\n{log}"
-    );
+    world.assert_installed_once(&c);
     // The sha256 the user data carries is what the install checked against.
     assert_eq!(
         c.stdout(&["sha256sum", "/opt/diskguard/diskguard.tar.gz"])

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 /// The HTTP client and the process helpers, at the paths they had before they
 /// moved to `http_client.rs` and `procs.rs`.
 pub use crate::network::http_client::{HttpResponse, http_tcp, http_unix};
-pub use crate::processes::procs::{PeerProcess, describe, run_ok, run_raw};
+pub use crate::processes::procs::{PeerProcess, describe, run_ok, run_raw, run_said};
 
 /// The external programs the harness drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

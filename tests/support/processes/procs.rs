@@ -35,6 +35,20 @@ pub fn run_raw(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot start `{}`: {e}", describe(cmd)))
 }
 
+/// Runs `cmd` to its end: whether it succeeded, and its stdout and stderr as one text (what a
+/// checker said about a file).
+pub fn run_said(cmd: &mut Command) -> (bool, String) {
+    let out = run_raw(cmd);
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {

@@ -55,6 +55,17 @@ pub fn yaml_to_json(text: &str) -> Value {
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("PyYAML's JSON: {e}: {json}"))
 }
 
+/// The content of the `write_files` entry for `path` in cloud-config user data (Flatcar's
+/// or cloud-init's: both write files the same way).
+pub fn written_file(user_data: &str, path: &str) -> Option<String> {
+    yaml_to_json(user_data)["write_files"]
+        .as_array()?
+        .iter()
+        .find(|f| f["path"] == path)?["content"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 fn str_field<'v>(value: &'v Value, key: &str) -> Option<&'v str> {
     value.get(key).and_then(Value::as_str)
 }

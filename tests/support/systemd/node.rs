@@ -113,6 +113,23 @@ impl World {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// After a genuine tarball: the install unit succeeded, fetched it exactly once, and
+    /// its log names this release.
+    pub fn assert_installed_once(&self, c: &SystemdContainer<'_>) {
+        let install = c.show(
+            "diskguard-install.service",
+            &["ActiveState", "Result", "ExecMainStatus"],
+        );
+        assert_eq!(install["ActiveState"], "active", "{install:?}");
+        assert_eq!(install["Result"], "success", "{install:?}");
+        assert_eq!(self.requests(), 1, "the tarball is downloaded exactly once");
+        let log = c.journal("diskguard-install.service");
+        assert!(
+            log.contains(&self.release.sha),
+            "install log names no version:\n{log}"
+        );
+    }
+
     /// After a tampered tarball (its install unit already failed): the install said why,
     /// the tarball was fetched, diskguard never ran and nothing was installed.
     pub fn assert_install_refused(&self, c: &SystemdContainer<'_>) {
