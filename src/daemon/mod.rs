@@ -158,7 +158,7 @@ impl Daemon {
             }
         }
         // [[watch]] entries: each filesystem once, under the first name that has it.
-        let seen = FsSampler::new(&self.settings).sample(SystemTime::now());
+        let seen = self.sampler.sample(SystemTime::now());
         for w in &self.settings.watch {
             let volume = Volume::watch(&w.name);
             if seen.volume(volume).is_some() {
