@@ -6,7 +6,8 @@
 #      warnings, informational);
 #   2. parliament on packaging/iam/diskguard-policy.json, placeholders filled with sample values:
 #      no finding at any severity, community auditors included;
-#   3. each template's own checks: its IAM policy is the JSON policy (so they cannot drift), its
+#   3. each template's own checks: its IAM policy is the JSON policy (so they cannot drift), an
+#      Auto Scaling group it creates carries the tag that policy requires for SetInstanceHealth, its
 #      dashboard body is valid JSON once !Sub is resolved, every metric it graphs or alarms on
 #      is a contract metric of diskguard's namespace (so a typo cannot pass), and a launch
 #      template's user data (each branch of an Fn::If), !Sub resolved with sample values, fits
@@ -223,6 +224,23 @@ for name, resource in resources.items():
     if [p.get("AdjustmentType") for p in back] != ["ExactCapacity"]:
         errors.append(f"{name}: its OK action must set the group back to an exact size")
 
+# 4. A group the template creates opts in to escalation with the tag the policy conditions
+# SetInstanceHealth on (autoscaling:ResourceTag/<key>), on the group only: PropagateAtLaunch
+# false, since the condition key reads the group's tags.
+escalate = [(key.split("/", 1)[1], value)
+            for statement in plain["Statement"] if statement["Action"] == "autoscaling:SetInstanceHealth"
+            for key, value in statement["Condition"]["StringEquals"].items()
+            if key.startswith("autoscaling:ResourceTag/")]
+for name, resource in resources.items():
+    if resource["Type"] != "AWS::AutoScaling::AutoScalingGroup":
+        continue
+    tags = {(t["Key"], resolve(t["Value"]), t["PropagateAtLaunch"])
+            for t in resource["Properties"].get("Tags", [])}
+    for key, value in escalate:
+        if (key, value, False) not in tags:
+            errors.append(f"{name}: no tag {key}={value} with PropagateAtLaunch false, which the "
+                          "policy requires for autoscaling:SetInstanceHealth")
+
 for ns, metric, where in used:
     if ns == NS and metric not in CONTRACT:
         errors.append(f"{where}: {metric} is not a contract metric")
@@ -232,7 +250,7 @@ watches = {"AWS::CloudWatch::Dashboard", "AWS::CloudWatch::Alarm"}
 if not used and any(r["Type"] in watches for r in resources.values()):
     errors.append("no metric found in the template")
 
-# 4. A task definition is the one in packaging/ecs/ (the daemon service): the same mounts,
+# 5. A task definition is the one in packaging/ecs/ (the daemon service): the same mounts,
 # namespaces, labels and log limits, so the JSON an operator registers by hand and the stack
 # cannot drift apart.
 with open("packaging/ecs/diskguard-task-definition.json") as handle:

@@ -10,6 +10,8 @@
 pub mod act;
 /// The actors' plumbing: the newest-plan channel and bounded shutdown.
 pub mod actors;
+/// EC2 Auto Scaling: this instance's group, and setting the instance Unhealthy in it.
+pub mod asg;
 /// The AWS SDK set-up and the instance metadata service.
 pub mod aws;
 /// One retry schedule for every actor.

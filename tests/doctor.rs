@@ -1,13 +1,20 @@
 //! `diskguard doctor` against fixtures: etcd's data dir and Docker's root on one loop fs
-//! or on two; and every finding triggered by its bad default and cleared by applying its
-//! own one-line fix — files, loop filesystems and a private dockerd, all real.
+//! or on two; every finding triggered by its bad default and cleared by applying its own
+//! one-line fix — files, loop filesystems and a private dockerd, all real; and, on an ECS
+//! instance, its Auto Scaling group from moto (the instance id from the IMDS mock).
 
 use diskguard_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
+use support::Moto;
+use support::aws::asg::AutoScaling;
+use support::aws::ecs_cluster::aws_env_with_imds;
+use support::aws::ecs_world::{EcsWorld, REGION};
+use support::aws::imds::{Imds, InstanceIdentity};
 use support::docker::images::{docker_ok, import_image};
 use support::{Dockerd, LoopFs, LoopFsOptions};
 
@@ -20,6 +27,10 @@ struct Host {
     docker_host: String,
     docker_root: PathBuf,
     root_fs: PathBuf,
+    /// The `[ecs]` section: off for the file fixtures (no IMDS, no AWS), on for the Auto
+    /// Scaling check.
+    ecs: &'static str,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Host {
@@ -32,6 +43,8 @@ impl Host {
             // The temp dir is on the host's filesystem, not on any loop fs.
             root_fs: dir.path().to_owned(),
             dir,
+            ecs: "enabled = false",
+            env: Vec::new(),
         };
         host.write(
             "daemon.json",
@@ -80,10 +93,11 @@ impl Host {
         std::fs::write(
             &config,
             format!(
-                "[docker]\nhost = {:?}\nroot = {:?}\n[etcd]\nenabled = false\n\
+                "[docker]\nhost = {:?}\nroot = {:?}\n[etcd]\nenabled = false\n[ecs]\n{}\n\
                  [host]\nsystemd_dirs = [{:?}]\ndocker_daemon_json = {:?}\necs_config = {:?}\nroot_fs = {:?}\n",
                 self.docker_host,
                 s(self.docker_root.clone()),
+                self.ecs,
                 s(self.path("systemd")),
                 s(self.path("daemon.json")),
                 s(self.path("ecs.config")),
@@ -95,6 +109,7 @@ impl Host {
             .arg("--config")
             .arg(&config)
             .args(["doctor", "--json"])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("diskguard runs");
         let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -286,4 +301,112 @@ ECS_NUM_IMAGES_DELETE_PER_CYCLE=20
         serde_json::json!([]),
         "everything was looked at"
     );
+}
+
+/// An ECS host whose instance id the IMDS mock gives, with Auto Scaling in moto.
+fn ecs_host(moto: &Moto, imds: &Imds) -> Host {
+    let mut host = Host::new(
+        "unix:///nonexistent/docker.sock",
+        Path::new("/nonexistent/docker-root"),
+    );
+    host.ecs = "enabled = true";
+    host.env = aws_env_with_imds(&moto.endpoint(), &imds.endpoint());
+    // The daemon reaches every AWS service at the peer; Auto Scaling passes through it.
+    host.env
+        .push(("AWS_ENDPOINT_URL_AUTO_SCALING", moto.endpoint()));
+    host
+}
+
+fn warning_ids(json: &Value) -> Vec<String> {
+    json["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings list: {json:#}"))
+        .iter()
+        .map(|f| f["id"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn an_instance_in_a_group_is_named_with_its_grace_period_and_one_outside_is_a_warning() {
+    let moto = Moto::start();
+    let world = EcsWorld::seed(&moto, "prod", 2);
+    let (inside, outside) = (
+        world.members()[0].ec2_instance_id.clone(),
+        world.members()[1].ec2_instance_id.clone(),
+    );
+    AutoScaling::new(&moto).create_group(
+        "ecs-nodes",
+        Duration::from_secs(240),
+        &world.members()[..1],
+    );
+
+    let imds = Imds::start(InstanceIdentity::new(&inside, REGION));
+    let (code, json) = ecs_host(&moto, &imds).doctor();
+    let group = &json["auto_scaling_group"];
+    assert_eq!(group["name"], "ecs-nodes", "{json:#}");
+    assert_eq!(group["instance_id"], inside.as_str());
+    assert_eq!(group["health_check_grace_period_seconds"], 240);
+    assert_eq!(group["tagged_for_escalation"], true);
+    assert_eq!(warning_ids(&json), Vec::<String>::new());
+    assert!(
+        !json["not_checked"].to_string().contains("Auto Scaling"),
+        "{json:#}"
+    );
+    let calls = moto.ecs().autoscaling_counts();
+    assert_eq!(
+        (
+            calls.get("DescribeAutoScalingInstances"),
+            calls.get("DescribeAutoScalingGroups")
+        ),
+        (Some(&1), Some(&1)),
+        "{calls:?}"
+    );
+    // Docker is absent here (not checked, not a finding): the exit code is the findings'.
+    assert_eq!(
+        code,
+        i32::from(json["findings"].as_array().is_some_and(|f| !f.is_empty()))
+    );
+
+    let imds = Imds::start(InstanceIdentity::new(&outside, REGION));
+    let (code, json) = ecs_host(&moto, &imds).doctor();
+    assert_eq!(
+        warning_ids(&json),
+        vec!["not-in-auto-scaling-group".to_owned()]
+    );
+    let problem = json["warnings"][0]["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.starts_with("escalation unavailable: not in an Auto Scaling group")
+            && problem.contains(&outside),
+        "{problem}"
+    );
+    assert_eq!(json["auto_scaling_group"], Value::Null);
+    assert_eq!(
+        code,
+        i32::from(json["findings"].as_array().is_some_and(|f| !f.is_empty())),
+        "a warning does not fail doctor"
+    );
+}
+
+#[test]
+fn a_failed_auto_scaling_call_is_not_checked_and_names_the_call() {
+    let moto = Moto::start();
+    let world = EcsWorld::seed(&moto, "prod", 1);
+    let me = world.members()[0].ec2_instance_id.clone();
+    let imds = Imds::start(InstanceIdentity::new(&me, REGION));
+    let mut host = ecs_host(&moto, &imds);
+    // Nothing listens there: the call fails (after the SDK's retries) and doctor says so.
+    let closed = format!("http://127.0.0.1:{}", support::processes::peer::free_port());
+    host.env
+        .retain(|(k, _)| *k != "AWS_ENDPOINT_URL_AUTO_SCALING");
+    host.env.push(("AWS_ENDPOINT_URL_AUTO_SCALING", closed));
+    let (_, json) = host.doctor();
+    let not_checked = json["not_checked"].to_string();
+    assert!(
+        not_checked.contains(&format!(
+            "Auto Scaling group: Auto Scaling DescribeAutoScalingInstances for instance {me}: "
+        )),
+        "{json:#}"
+    );
+    assert_eq!(warning_ids(&json), Vec::<String>::new());
+    assert_eq!(json["auto_scaling_group"], Value::Null);
 }

@@ -2,7 +2,8 @@
 //! root on the root filesystem with < 20 % headroom, inode headroom < 10 %; the ECS agent's
 //! defaults are `ECS_IMAGE_CLEANUP_INTERVAL` 30 m and `ECS_NUM_IMAGES_DELETE_PER_CYCLE` 5.
 
-use super::{Finding, Inputs};
+use super::{AutoScalingFacts, Finding, Inputs};
+use crate::asg::{ESCALATE_TAG, ESCALATE_TAG_VALUE};
 use crate::docker::ContainerFacts;
 use crate::human::bytes;
 use crate::sample::FsStats;
@@ -260,6 +261,33 @@ fn diskguard_unit(i: &Inputs) -> Option<Finding> {
                 )
             })
         }
+    }
+}
+
+/// What is worth knowing but is no bad default, in the order of [`super::WARNING_IDS`]:
+/// these do not change `doctor`'s exit code.
+pub fn warnings(i: &Inputs) -> Vec<Finding> {
+    match &i.auto_scaling {
+        AutoScalingFacts::NoGroup { instance_id } => vec![Finding::new(
+            "not-in-auto-scaling-group",
+            format!(
+                "escalation unavailable: not in an Auto Scaling group (instance {instance_id}): a drained node whose disk stays full stays in the cluster until someone replaces it"
+            ),
+            "run the cluster's instances in an Auto Scaling group (packaging/cloudformation/diskguard-node.yaml), so that diskguard can set a node that stays full Unhealthy and the group replaces it".into(),
+        )],
+        AutoScalingFacts::InGroup { group, .. } if !group.tagged_for_escalation => {
+            vec![Finding::new(
+                "auto-scaling-group-not-tagged",
+                format!(
+                    "Auto Scaling group {} has no tag {ESCALATE_TAG}={ESCALATE_TAG_VALUE}: the shipped IAM policy allows autoscaling:SetInstanceHealth only on groups with it, so escalation would be denied",
+                    group.name
+                ),
+                format!(
+                    "tag the group {ESCALATE_TAG}={ESCALATE_TAG_VALUE} with PropagateAtLaunch false (aws autoscaling create-or-update-tags), or grant SetInstanceHealth on it in your own policy"
+                ),
+            )]
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::*;
-use crate::doctor::{FsFacts, IDS, UnitFacts};
+use crate::asg::Group;
+use crate::doctor::{FsFacts, IDS, Outcome, UnitFacts, WARNING_IDS};
 
 fn fs(device: u64, used_percent: u64, inodes_used_percent: u64) -> FsStats {
     FsStats {
@@ -64,7 +66,23 @@ fn clean() -> Inputs {
             path: "/etc/systemd/system/diskguard.service".into(),
             watchdog_sec: Some("30s".into()),
         }),
+        auto_scaling: AutoScalingFacts::InGroup {
+            instance_id: "i-0123456789abcdef0".into(),
+            group: group(true),
+        },
         not_checked: Vec::new(),
+    }
+}
+
+fn group(tagged: bool) -> Group {
+    Group {
+        name: "ecs-nodes".into(),
+        health_check_grace_period: Duration::from_secs(300),
+        health_check_type: "EC2".into(),
+        lifecycle_state: "InService".into(),
+        health_status: "HEALTHY".into(),
+        protected_from_scale_in: true,
+        tagged_for_escalation: tagged,
     }
 }
 
@@ -73,6 +91,76 @@ type Change = fn(&mut Inputs);
 #[test]
 fn a_clean_host_has_no_findings() {
     assert_eq!(audit(&clean()), Vec::new());
+    assert_eq!(warnings(&clean()), Vec::new());
+}
+
+#[test]
+fn each_warning_is_triggered_by_its_state_and_never_fails_doctor() {
+    let rows: Vec<(&str, Change)> = vec![
+        ("not-in-auto-scaling-group", |i| {
+            i.auto_scaling = AutoScalingFacts::NoGroup {
+                instance_id: "i-0123456789abcdef0".into(),
+            }
+        }),
+        ("auto-scaling-group-not-tagged", |i| {
+            i.auto_scaling = AutoScalingFacts::InGroup {
+                instance_id: "i-0123456789abcdef0".into(),
+                group: group(false),
+            }
+        }),
+    ];
+    let covered: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(covered, WARNING_IDS, "one row per id, in order");
+    for (id, change) in rows {
+        let mut inputs = clean();
+        change(&mut inputs);
+        let found = warnings(&inputs);
+        assert_eq!(found.iter().map(|f| f.id).collect::<Vec<_>>(), vec![id]);
+        assert!(!found[0].fix.contains('\n'), "{:?}", found[0]);
+        assert_eq!(found[0].docs, format!("docs/doctor.md#{id}"));
+        let outcome = Outcome::of(inputs);
+        assert_eq!(outcome.exit_code(), 0, "{id} is a warning, not a finding");
+        assert!(outcome.to_text().contains(&format!("warning [{id}]")));
+    }
+}
+
+#[test]
+fn not_in_a_group_says_escalation_is_unavailable_and_a_group_is_named_with_its_grace_period() {
+    let mut i = clean();
+    i.auto_scaling = AutoScalingFacts::NoGroup {
+        instance_id: "i-0123456789abcdef0".into(),
+    };
+    let w = &warnings(&i)[0];
+    assert!(
+        w.problem
+            .starts_with("escalation unavailable: not in an Auto Scaling group"),
+        "{}",
+        w.problem
+    );
+    assert_eq!(Outcome::of(i).auto_scaling_group, None);
+
+    let text = Outcome::of(clean()).to_text();
+    assert!(
+        text.contains("Auto Scaling group: ecs-nodes (instance i-0123456789abcdef0, health check EC2, grace period 5m)"),
+        "{text}"
+    );
+    let json = serde_json::to_value(Outcome::of(clean())).expect("plain data");
+    assert_eq!(
+        json["auto_scaling_group"]["health_check_grace_period_seconds"],
+        300
+    );
+    assert_eq!(json["findings"], serde_json::json!([]));
+    assert_eq!(json["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn an_unread_group_is_neither_a_warning_nor_a_group() {
+    let mut i = clean();
+    i.auto_scaling = AutoScalingFacts::Unknown;
+    i.not_checked.push("Auto Scaling group: Auto Scaling DescribeAutoScalingInstances for instance i-1: AccessDenied".into());
+    let outcome = Outcome::of(i);
+    assert!(outcome.warnings.is_empty() && outcome.auto_scaling_group.is_none());
+    assert!(outcome.to_text().ends_with("not checked: Auto Scaling group: Auto Scaling DescribeAutoScalingInstances for instance i-1: AccessDenied\n"));
 }
 
 #[test]

@@ -1,13 +1,16 @@
 //! Gathering what the checks look at: Docker's daemon.json, the ECS agent's ecs.config,
 //! the filesystems of Docker's root, etcd's data dir and the host's root, Docker's running
-//! containers, and diskguard's own unit — from the paths in `[host]`, so that tests use
-//! fixtures. Nothing here judges; what cannot be read is said in `not_checked`.
+//! containers, diskguard's own unit — from the paths in `[host]`, so that tests use
+//! fixtures — and, on an ECS instance, its Auto Scaling group (IMDS for the instance id,
+//! then one or two Auto Scaling calls). Nothing here judges; what cannot be read is said in
+//! `not_checked`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Settings;
+use crate::asg::{AsgClient, Group};
+use crate::config::{Settings, Toggle};
 use crate::docker::{ContainerFacts, DockerSource};
 use crate::error::chain;
 use crate::sample::{FsStats, stat};
@@ -15,6 +18,8 @@ use crate::unit_file::read_unit;
 
 /// Docker gets this long to list and inspect; past it, the container checks are skipped.
 const DOCKER_PATIENCE: Duration = Duration::from_secs(15);
+/// Auto Scaling gets this long for its one or two calls (the SDK retries within it).
+const AUTO_SCALING_PATIENCE: Duration = Duration::from_secs(15);
 
 /// A path and the filesystem under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +34,23 @@ pub struct UnitFacts {
     pub path: PathBuf,
     /// `WatchdogSec=` after drop-ins; `None` when unset or reset.
     pub watchdog_sec: Option<String>,
+}
+
+/// This instance's place in Auto Scaling, which escalation to replacement needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AutoScalingFacts {
+    /// Not looked at (ECS is off, or "auto" on a host without ecs.config), or could not be
+    /// read (IMDS gave no instance id, an Auto Scaling call failed: see `not_checked`).
+    #[default]
+    Unknown,
+    /// DescribeAutoScalingInstances does not know the instance.
+    NoGroup {
+        instance_id: String,
+    },
+    InGroup {
+        instance_id: String,
+        group: Group,
+    },
 }
 
 /// Everything the checks look at.
@@ -49,6 +71,7 @@ pub struct Inputs {
     pub unit_name: String,
     /// `None`: the unit is not in any of `host.systemd_dirs`.
     pub unit: Option<UnitFacts>,
+    pub auto_scaling: AutoScalingFacts,
     pub not_checked: Vec<String>,
 }
 
@@ -89,6 +112,47 @@ fn fs(path: &Path, not_checked: &mut Vec<String>) -> Option<FsFacts> {
         Err(e) => {
             not_checked.push(format!("filesystem of {}: {e}", path.display()));
             None
+        }
+    }
+}
+
+/// ECS as `doctor` takes it: on when the config says so, and with "auto" when the ECS
+/// agent's ecs.config is there (without asking ECS, which needs the agent running).
+fn ecs_on(settings: &Settings, has_ecs_config: bool) -> bool {
+    match settings.ecs.enabled {
+        Toggle::On => true,
+        Toggle::Off => false,
+        Toggle::Auto => has_ecs_config,
+    }
+}
+
+/// This EC2 instance (from IMDS) in Auto Scaling.
+async fn auto_scaling(not_checked: &mut Vec<String>) -> AutoScalingFacts {
+    let instance_id = match crate::aws::instance_id().await {
+        Ok(id) => id,
+        Err(e) => {
+            not_checked.push(format!(
+                "Auto Scaling group: IMDS gave no EC2 instance id: {e}"
+            ));
+            return AutoScalingFacts::Unknown;
+        }
+    };
+    let work = async {
+        let sdk = crate::aws::sdk_config().await;
+        AsgClient::new(&sdk, &instance_id).group().await
+    };
+    match tokio::time::timeout(AUTO_SCALING_PATIENCE, work).await {
+        Ok(Ok(Some(group))) => AutoScalingFacts::InGroup { instance_id, group },
+        Ok(Ok(None)) => AutoScalingFacts::NoGroup { instance_id },
+        Ok(Err(e)) => {
+            not_checked.push(format!("Auto Scaling group: {}", chain(&e)));
+            AutoScalingFacts::Unknown
+        }
+        Err(_) => {
+            not_checked.push(format!(
+                "Auto Scaling group of instance {instance_id}: Auto Scaling did not answer within {AUTO_SCALING_PATIENCE:?}"
+            ));
+            AutoScalingFacts::Unknown
         }
     }
 }
@@ -141,6 +205,11 @@ pub async fn read(settings: &Settings) -> Inputs {
             None
         }
     };
+    let auto_scaling = if ecs_on(settings, ecs_config.is_some()) {
+        auto_scaling(&mut not_checked).await
+    } else {
+        AutoScalingFacts::Unknown
+    };
     Inputs {
         daemon_json_path: h.docker_daemon_json.clone(),
         daemon_json,
@@ -152,6 +221,7 @@ pub async fn read(settings: &Settings) -> Inputs {
         containers,
         unit_name: h.diskguard_unit.clone(),
         unit,
+        auto_scaling,
         not_checked,
     }
 }

@@ -26,6 +26,12 @@
 //!
 //! Calls are counted per operation and per caller (the access key id of the SigV4
 //! `Authorization` header), throttled ones included.
+//!
+//! Auto Scaling requests (the query protocol: a form body with `Action=…`, signed for the
+//! `autoscaling` service) are relayed to moto unchanged — no quota, no lag — and counted by
+//! action apart from ECS's calls ([`EcsPeer::autoscaling_calls`]), so that a test pointing
+//! `AWS_ENDPOINT_URL_AUTO_SCALING` here can count SetInstanceHealth without changing what
+//! the ECS counts and totals say.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Sender, channel};
@@ -141,6 +147,8 @@ pub struct Calls {
 struct Counts {
     by_op: BTreeMap<String, Calls>,
     by_caller: BTreeMap<String, Calls>,
+    /// Auto Scaling requests relayed, by action.
+    autoscaling: BTreeMap<String, u32>,
 }
 
 #[derive(Debug)]
@@ -248,6 +256,20 @@ impl EcsPeer {
             .unwrap_or_default()
     }
 
+    /// Auto Scaling requests relayed with this action (`"SetInstanceHealth"` …).
+    pub fn autoscaling_calls(&self, action: &str) -> u32 {
+        lock(&self.state.counts)
+            .autoscaling
+            .get(action)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Every Auto Scaling request relayed, by action.
+    pub fn autoscaling_counts(&self) -> BTreeMap<String, u32> {
+        lock(&self.state.counts).autoscaling.clone()
+    }
+
     /// ECS calls seen, throttled ones included.
     pub fn total_calls(&self) -> u32 {
         lock(&self.state.counts)
@@ -279,11 +301,25 @@ fn caller_of(req: &Request) -> String {
         .to_owned()
 }
 
+/// The service of the SigV4 credential scope, `Credential=AKID/DATE/REGION/SERVICE/aws4_request`
+/// (what moto routes by, too).
+fn service_of(req: &Request) -> Option<&str> {
+    req.header("authorization")?
+        .split("Credential=")
+        .nth(1)?
+        .split('/')
+        .nth(3)
+}
+
 fn answer(state: &State, req: &Request) -> Reply {
     let is_ecs = req
         .header("x-amz-target")
         .is_some_and(|t| t.starts_with(ECS_TARGET_PREFIX));
     if !is_ecs {
+        if service_of(req) == Some("autoscaling") {
+            let mut counts = lock(&state.counts);
+            *counts.autoscaling.entry(operation_of(req)).or_default() += 1;
+        }
         return Reply::Send(relay(&state.upstream, req, "ecs peer"));
     }
     let op = operation_of(req);

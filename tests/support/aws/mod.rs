@@ -1,6 +1,8 @@
-//! Amazon's side: moto (ECS, EC2, CloudWatch behind the CBOR proxy), the ECS agent's
-//! introspection API and IMDS as local mocks, a fault-injecting proxy, a seeded cluster.
+//! Amazon's side: moto (ECS, EC2, Auto Scaling, CloudWatch behind the CBOR proxy), the ECS
+//! agent's introspection API and IMDS as local mocks, a fault-injecting proxy, a seeded
+//! cluster and its Auto Scaling group.
 
+pub mod asg;
 pub mod cwpeer;
 pub mod ecs_agent;
 pub mod ecs_cluster;
