@@ -6,6 +6,7 @@ mod audit;
 mod convert;
 mod events;
 mod evict;
+pub mod leftovers;
 pub mod remove;
 mod writes;
 
