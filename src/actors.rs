@@ -116,6 +116,7 @@ mod tests {
             ecs_intent: crate::policy::EcsIntent::Steady,
             ecs_volume: None,
             ecs: Default::default(),
+            replace: false,
             findings: Vec::new(),
             etcd: None,
             next: State::default(),

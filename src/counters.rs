@@ -16,6 +16,8 @@ pub struct Counters {
     pub drains_suppressed: AtomicU64,
     /// Drain (and undrain) decisions that waited on a failed or throttled ECS read.
     pub drains_delayed: AtomicU64,
+    /// Replacements asked of the Auto Scaling group (`[escalate]`).
+    pub escalations: AtomicU64,
     /// Metric intervals dropped from the CloudWatch buffer during an outage.
     pub metric_intervals_dropped: AtomicU64,
     /// Metric values left out because they were not finite.

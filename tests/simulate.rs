@@ -266,6 +266,7 @@ fn run(n: usize, seed: u64, cascade_ms: u64, wave_percent: usize) -> Report {
                     intent,
                     culprit: (a.rate > 0.0).then(|| "bad-task".to_owned()),
                     evicting: false,
+                    replace: false,
                 };
                 let refresh = a.driver.refresh;
                 step(a, Event::Plan(wish), &clock, &world, i, &mut drains);
@@ -455,9 +456,10 @@ fn percentile(v: &[u64], p: f64) -> u64 {
     v[k.min(v.len() - 1)]
 }
 
-/// Resource reads a drain below critical makes when the budget has few drains: this
-/// instance, DRAINING and the marks, and the two again in the re-check.
-const READS_PER_DECISION: f64 = 5.0;
+/// Resource reads a drain below critical makes when the budget has few drains: DRAINING
+/// and the marks (the DRAINING list is also its read of this instance), and the two again
+/// in the re-check.
+const READS_PER_DECISION: f64 = 4.0;
 /// What ECS's sustained read rate leaves per second beside the background caller.
 const FREE_READS_PER_SECOND: f64 = 10.0;
 

@@ -72,6 +72,7 @@ pub struct RawConfig {
     pub ecs: Option<RawEcs>,
     pub cloudwatch: Option<RawCloudWatch>,
     pub prometheus: Option<RawPrometheus>,
+    pub escalate: Option<RawEscalate>,
     pub host: Option<RawHost>,
     /// `[[watch]]`: more filesystems the node needs. Last, as TOML writes arrays of tables.
     pub watch: Option<Vec<RawWatch>>,
@@ -167,6 +168,16 @@ pub struct RawCloudWatch {
     pub extra_metrics: Option<Vec<String>>,
     pub high_resolution: Option<bool>,
     pub max_buffered_intervals: Option<usize>,
+}
+
+/// `[escalate]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalate {
+    pub enabled: Option<Toggle>,
+    pub after: Option<String>,
+    pub max_percent: Option<f64>,
+    pub respect_grace_period: Option<bool>,
 }
 
 /// `[prometheus]`

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{
-    Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEtcd, RawEvict, RawHost, RawPrometheus,
-    RawSample, RawThresholds, RawWatch, Toggle,
+    Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEscalate, RawEtcd, RawEvict, RawHost,
+    RawPrometheus, RawSample, RawThresholds, RawWatch, Toggle,
 };
 
 /// Dimension names an operator may choose for `cloudwatch.dimensions`. `Volume` is added
@@ -68,6 +68,7 @@ pub struct Settings {
     pub ecs: EcsSettings,
     pub cloudwatch: CloudWatchSettings,
     pub prometheus: PrometheusSettings,
+    pub escalate: EscalateSettings,
     pub host: HostSettings,
     /// More filesystems to watch (`[[watch]]`), beside Docker's and etcd's.
     pub watch: Vec<WatchSettings>,
@@ -265,6 +266,21 @@ pub struct EcsSettings {
     pub undrain: bool,
 }
 
+/// `[escalate]`: when diskguard drained this instance, its tasks are gone, nothing is left
+/// to reclaim and the disk stays at `drain` for `after`, ask its Auto Scaling group to
+/// replace it (SetInstanceHealth Unhealthy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalateSettings {
+    /// `auto`: when the instance is in an Auto Scaling group (on ECS).
+    pub enabled: Toggle,
+    pub after: Duration,
+    /// Never while more than this share of the cluster is DRAINING (this instance
+    /// included; at least one instance).
+    pub max_percent: f64,
+    /// Passed to SetInstanceHealth: the group's health check grace period is respected.
+    pub respect_grace_period: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudWatchSettings {
     pub enabled: Toggle,
@@ -454,6 +470,13 @@ impl Settings {
             idle_read_percent: c.idle_read_percent.unwrap_or(10.0),
             undrain: c.undrain.unwrap_or(true),
         };
+        let e = raw.escalate.unwrap_or_default();
+        let escalate = EscalateSettings {
+            enabled: e.enabled.unwrap_or(Toggle::Auto),
+            after: duration("escalate.after", e.after.as_deref(), "15m")?,
+            max_percent: e.max_percent.unwrap_or(20.0),
+            respect_grace_period: e.respect_grace_period.unwrap_or(true),
+        };
         let cloudwatch = CloudWatchSettings {
             enabled: w.enabled.unwrap_or(Toggle::Auto),
             namespace: w.namespace.unwrap_or_else(|| "DiskGuard".into()),
@@ -497,6 +520,7 @@ impl Settings {
             ecs,
             cloudwatch,
             prometheus,
+            escalate,
             host,
             watch,
         };
@@ -580,6 +604,12 @@ impl Settings {
                 extra_metrics: Some(self.cloudwatch.extra_metrics.clone()),
                 high_resolution: Some(self.cloudwatch.high_resolution),
                 max_buffered_intervals: Some(self.cloudwatch.max_buffered_intervals),
+            }),
+            escalate: Some(RawEscalate {
+                enabled: Some(self.escalate.enabled),
+                after: Some(text(self.escalate.after)),
+                max_percent: Some(self.escalate.max_percent),
+                respect_grace_period: Some(self.escalate.respect_grace_period),
             }),
             prometheus: Some(RawPrometheus {
                 listen: Some(

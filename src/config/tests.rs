@@ -125,6 +125,8 @@ fn each_bad_value_names_its_key() {
             "ecs.max_draining_percent",
         ),
         ("[ecs]\nidle_read_percent = 0\n", "ecs.idle_read_percent"),
+        ("[escalate]\nmax_percent = 101\n", "escalate.max_percent"),
+        ("[escalate]\nafter = \"soon\"\n", "escalate.after"),
         ("[docker]\nprotect = \"amazon/*\"\n", "docker.protect"),
         ("[docker]\nprotect = [\"[\"]\n", "docker.protect"),
         ("[docker]\nhost = \"/var/run/docker.sock\"\n", "docker.host"),

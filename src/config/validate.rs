@@ -64,6 +64,13 @@ impl Settings {
                 format!("{m} is not a percent in [0, 100]"),
             ));
         }
+        let m = self.escalate.max_percent;
+        if !(m.is_finite() && (0.0..=100.0).contains(&m)) {
+            return Err(Invalid::new(
+                "escalate.max_percent",
+                format!("{m} is not a percent in [0, 100]"),
+            ));
+        }
         let r = self.ecs.idle_read_percent;
         if !(r.is_finite() && r > 0.0 && r <= 100.0) {
             return Err(Invalid::new(

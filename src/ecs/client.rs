@@ -40,6 +40,10 @@ pub struct SelfRead {
     pub mark: Option<String>,
     /// `diskguard.culprit`, if set.
     pub culprit: Option<String>,
+    /// Tasks running or pending on it.
+    pub tasks: u32,
+    /// The EC2 instance behind it.
+    pub ec2_instance_id: Option<String>,
 }
 
 /// A client bound to one container instance.
@@ -129,10 +133,13 @@ impl EcsClient {
                 .find(|a| a.name() == name)
                 .map(|a| a.value().unwrap_or_default().to_owned())
         };
+        let tasks = me.running_tasks_count() + me.pending_tasks_count();
         Ok(SelfRead {
             status,
             mark: attribute(DRAINED_AT),
             culprit: attribute(CULPRIT),
+            tasks: u32::try_from(tasks).unwrap_or(0),
+            ec2_instance_id: me.ec2_instance_id().map(str::to_owned),
         })
     }
 

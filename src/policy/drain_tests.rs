@@ -140,6 +140,7 @@ fn recovery(view: EcsView, usage: f64, since: Option<SystemTime>, s: &Settings) 
         levels: BTreeMap::new(),
         recover_since: since,
         eviction: None,
+        stuck_since: None,
     };
     let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
     decide(
@@ -334,4 +335,49 @@ fn a_claim_counts_after_drains_and_a_stale_claim_not_at_all() {
         budget_verdict("arn:a", &list, 10, 10.0, later),
         BudgetVerdict::Keep
     );
+}
+
+/// `[escalate]`: drained by diskguard, at `drain` or above with nothing left to reclaim,
+/// for `escalate.after` continuously — then `replace`. Never for someone else's drain,
+/// never before Docker's inventory was read, and the clock restarts below `drain`.
+#[test]
+fn a_node_drained_by_diskguard_and_stuck_full_asks_for_replacement_after_escalate_after() {
+    let s = settings();
+    let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
+    let plan =
+        |usage: f64, view: EcsView, inventory: bool, since: Option<SystemTime>, s: &Settings| {
+            let state = State {
+                stuck_since: since,
+                ..State::default()
+            };
+            let inventory = inventory.then(Inventory::default);
+            decide(
+                &snapshot(stats(usage, 1.0), inventory, Some(view)),
+                &history,
+                &state,
+                s,
+                now(),
+            )
+        };
+    let ours = ecs(EcsStatus::Draining, true, 9, 1);
+    let first = plan(92.0, ours.clone(), true, None, &s);
+    assert_eq!(first.next.stuck_since, Some(now()));
+    assert!(!first.replace);
+    assert!(!plan(92.0, ours.clone(), true, Some(ago(899)), &s).replace);
+    assert!(plan(92.0, ours.clone(), true, Some(ago(900)), &s).replace);
+    let below = plan(85.0, ours.clone(), true, Some(ago(5_000)), &s);
+    assert_eq!((below.replace, below.next.stuck_since), (false, None));
+    let unread = plan(92.0, ours.clone(), false, Some(ago(5_000)), &s);
+    assert_eq!((unread.replace, unread.next.stuck_since), (false, None));
+    let theirs = plan(
+        92.0,
+        ecs(EcsStatus::Draining, false, 9, 1),
+        true,
+        Some(ago(5_000)),
+        &s,
+    );
+    assert_eq!((theirs.replace, theirs.next.stuck_since), (false, None));
+    let mut off = settings();
+    off.escalate.enabled = crate::config::Toggle::Off;
+    assert!(!plan(92.0, ours, true, Some(ago(5_000)), &off).replace);
 }

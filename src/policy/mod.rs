@@ -47,6 +47,9 @@ pub struct State {
     pub recover_since: Option<SystemTime>,
     /// The last eviction and when it was decided (it settles before another, or a drain).
     pub eviction: Option<(SystemTime, Eviction)>,
+    /// Since when this instance has been drained by diskguard with the deciding volume at
+    /// `drain` or above and nothing left to reclaim, continuously (for `[escalate]`).
+    pub stuck_since: Option<SystemTime>,
 }
 
 /// The decision for this tick.
@@ -77,6 +80,10 @@ pub struct Plan {
     pub ecs_volume: Option<Volume>,
     /// What the view at hand predicts the actor will do (for `status`).
     pub ecs: EcsDecision,
+    /// Time to ask the Auto Scaling group to replace this instance (`[escalate]`): drained
+    /// by diskguard, nothing left to reclaim, at `drain` for `escalate.after`. The ECS
+    /// actor checks the rest afresh (its tasks gone, the fleet's share DRAINING).
+    pub replace: bool,
     /// Whether to stop the container filling the disk, and which.
     pub evict: EvictDecision,
     /// The task family that caused this (the evicted writer's, or the fastest writer's
@@ -126,6 +133,7 @@ pub fn decide(
             .collect(),
         recover_since: None,
         eviction: None,
+        stuck_since: None,
     };
     let level = volumes
         .iter()
@@ -211,6 +219,22 @@ pub fn decide(
         .ecs
         .as_ref()
         .map_or(EcsDecision::None, |view| decide_ecs(intent, view, settings));
+    // Replacement: drained by diskguard (as last known; the ECS actor reads it afresh),
+    // still at `drain` or above, and the reclaim ladder has nothing left to offer (the
+    // build cache's step, offered whatever its size, counts as nothing when it is 0).
+    let drained_by_us = snapshot
+        .ecs
+        .as_ref()
+        .is_some_and(|v| v.status == crate::sample::EcsStatus::Draining && v.drained_at.is_some());
+    let stuck = drained_by_us
+        && deciding.is_some_and(|d| d.level >= Level::Drain)
+        && reclaim.steps.iter().all(|s| s.bytes == 0)
+        && snapshot.inventory.is_some();
+    next.stuck_since = stuck.then(|| state.stuck_since.unwrap_or(now));
+    let replace = settings.escalate.enabled != crate::config::Toggle::Off
+        && next
+            .stuck_since
+            .is_some_and(|s| now.duration_since(s).unwrap_or_default() >= settings.escalate.after);
     let armed = docker.is_some_and(|d| {
         d.level >= Level::Prune || d.usage_percent >= settings.thresholds.prune_start - ARM_MARGIN
     });
@@ -232,6 +256,7 @@ pub fn decide(
         ecs_intent: intent,
         ecs_volume,
         ecs,
+        replace,
         evict: escalation.evict,
         culprit,
         findings,

@@ -223,7 +223,7 @@ proptest! {
     fn an_instance_someone_else_drained_is_never_undrained(used in 0.0f64..100.0, since in 0u64..100_000) {
         let view = ecs(EcsStatus::Draining, false, 5, 5);
         let history = History::new(Duration::from_secs(300), Duration::from_secs(1));
-        let state = State { levels: BTreeMap::new(), recover_since: Some(ago(since)), eviction: None };
+        let state = State { levels: BTreeMap::new(), recover_since: Some(ago(since)), eviction: None, stuck_since: None };
         let p = decide(&snapshot(stats(used, 1.0), None, Some(view)), &history, &state, &Settings::default(), now());
         prop_assert_eq!(p.ecs, EcsDecision::None);
     }

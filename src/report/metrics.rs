@@ -108,6 +108,7 @@ pub struct Totals {
     pub reclaimed_bytes: u64,
     pub reclaim_errors: u64,
     pub drains_suppressed: u64,
+    pub escalations: u64,
     /// Evictions and drains by the task family that caused them.
     pub evictions: BTreeMap<String, u64>,
 }
@@ -120,6 +121,7 @@ impl Totals {
             reclaimed_bytes: Counters::get(&c.reclaimed_bytes),
             reclaim_errors: Counters::get(&c.reclaim_errors),
             drains_suppressed: Counters::get(&c.drains_suppressed),
+            escalations: Counters::get(&c.escalations),
             evictions: c.evictions(),
         }
     }
@@ -318,6 +320,17 @@ impl Aggregator {
                 scope: Scope::Instance,
                 unit,
                 value: Value::Single(delta as f64),
+            });
+        }
+        // Only in an interval with a replacement asked: an instance that never escalates
+        // is not billed for the metric (the default set stays at twelve).
+        let escalations = totals.escalations.saturating_sub(before.escalations);
+        if escalations > 0 {
+            datums.push(Datum {
+                name: "Escalations",
+                scope: Scope::Instance,
+                unit: Unit::Count,
+                value: Value::Single(escalations as f64),
             });
         }
         // The roll-up: one 0/1 value per instance per interval, so that the cluster's Sum

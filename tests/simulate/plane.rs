@@ -268,6 +268,8 @@ impl ControlPlane for SimPlane {
                     },
                     mark: s.mark,
                     culprit: s.culprit,
+                    tasks: 0,
+                    ec2_instance_id: None,
                 }
             });
         if let Ok(read) = &r {
@@ -291,10 +293,13 @@ impl ControlPlane for SimPlane {
             .filter(|&i| w.seen(i, now).draining)
             .map(|i| w.arns[i].clone())
             .collect();
-        ready(
-            w.paged(self.me, "ListContainerInstances", list.len(), now)
-                .map(|()| list),
-        )
+        let read = w.paged(self.me, "ListContainerInstances", list.len(), now);
+        if read.is_ok() {
+            // The DRAINING list is also a read of this instance's status.
+            let draining = w.seen(self.me, now).draining;
+            w.log[self.me].push((now, Call::SelfRead { draining }));
+        }
+        ready(read.map(|()| list))
     }
 
     fn marked(
@@ -375,5 +380,18 @@ impl ControlPlane for SimPlane {
 
     fn lifecycle(&self) -> impl Future<Output = Result<Lifecycle, String>> + Send {
         ready(Ok(Lifecycle::InService))
+    }
+
+    // The scenario never replaces a node (its disks recover once drained).
+    fn leftovers(&self) -> impl Future<Output = String> + Send {
+        ready(String::new())
+    }
+
+    fn replace(
+        &self,
+        _ec2_instance_id: &str,
+        _respect_grace_period: bool,
+    ) -> impl Future<Output = PlaneResult<Option<String>>> + Send {
+        ready(Ok(None))
     }
 }

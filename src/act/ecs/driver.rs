@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 use super::EcsChannels;
+use super::events::ReplaceFacts;
 use super::machine::{Budget, Effect, Event, Failure, Known, Machine, Note, ViewFacts};
 use super::plane::ControlPlane;
 use crate::ecs::{CULPRIT, DRAINED_AT};
@@ -131,6 +132,23 @@ impl<P: ControlPlane> Driver<P> {
                 })
             }
             Effect::RemoveMark => Event::MarkRemoved(p.delete(&[DRAINED_AT]).await),
+            Effect::ReadForReplacement => Event::ReplaceRead(self.replace_read().await),
+            Effect::Replace {
+                ec2_instance_id,
+                respect_grace_period,
+            } => {
+                // Before the replacement: what is left that diskguard did not free.
+                let left = p.leftovers().await;
+                warn!(leftovers = %left, "before asking for a replacement: {left}");
+                Event::Replaced(p.replace(&ec2_instance_id, respect_grace_period).await)
+            }
+            Effect::CountReplaced => {
+                self.out
+                    .counters
+                    .escalations
+                    .fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
             Effect::CountSuppressed => {
                 self.out
                     .counters
@@ -172,6 +190,20 @@ impl<P: ControlPlane> Driver<P> {
             mark: me.mark,
             culprit: me.culprit,
             instances,
+        })
+    }
+
+    async fn replace_read(&self) -> Result<ReplaceFacts, Failure> {
+        let me = self.plane.describe_self().await?;
+        let instances = self.plane.instances().await?;
+        let draining = self.plane.draining().await?;
+        Ok(ReplaceFacts {
+            status: me.status,
+            mark: me.mark,
+            tasks: me.tasks,
+            ec2_instance_id: me.ec2_instance_id,
+            instances,
+            draining: u32::try_from(draining.len()).unwrap_or(u32::MAX),
         })
     }
 
@@ -294,6 +326,27 @@ impl<P: ControlPlane> Driver<P> {
                 "cannot read the ECS container instance; its status is unknown until it can (not published) and decisions read it again before acting"
             ),
             Note::ViewRecovered => info!("the ECS container instance can be read again"),
+            Note::ReplaceWaits(why) => warn!(
+                usage_percent = usage,
+                "drained and still full with nothing left to reclaim, but not asking for a replacement yet: {why}"
+            ),
+            Note::Replaced {
+                group,
+                ec2_instance_id,
+            } => warn!(
+                usage_percent = usage,
+                auto_scaling_group = %group,
+                ec2_instance_id = %ec2_instance_id,
+                "Escalation: drained, no task left and still full with nothing left to reclaim (docker at {usage:.1}%): set {ec2_instance_id} Unhealthy in Auto Scaling group {group}, which replaces it"
+            ),
+            Note::ReplaceUnavailable(why) => warn!(
+                usage_percent = usage,
+                "drained and still full with nothing left to reclaim, but escalation unavailable: {why}"
+            ),
+            Note::WouldReplace => info!(
+                usage_percent = usage,
+                "observe mode: would ask the Auto Scaling group to replace this instance (drained, no task left, still full with nothing left to reclaim)"
+            ),
         }
     }
 }

@@ -16,6 +16,23 @@ pub struct Wish {
     pub culprit: Option<String>,
     /// An eviction was decided with this plan: the culprit is named at once.
     pub evicting: bool,
+    /// The policy's `replace`: drained by diskguard, stuck full for `escalate.after`.
+    pub replace: bool,
+}
+
+/// What a replacement is decided on, read fresh: this instance and the cluster's drains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplaceFacts {
+    pub status: EcsStatus,
+    pub mark: Option<String>,
+    /// Tasks running or pending on this instance.
+    pub tasks: u32,
+    /// The EC2 instance behind this container instance.
+    pub ec2_instance_id: Option<String>,
+    /// ACTIVE + DRAINING.
+    pub instances: u32,
+    /// DRAINING, this instance included.
+    pub draining: u32,
 }
 
 /// This instance as a read showed it.
@@ -61,6 +78,10 @@ pub enum Event {
     Lifecycle(Result<Lifecycle, Failure>),
     Activated(Result<(), Failure>),
     MarkRemoved(Result<(), Failure>),
+    ReplaceRead(Result<ReplaceFacts, Failure>),
+    /// The Auto Scaling group that was asked to replace this instance; `None`: the
+    /// instance is in no group.
+    Replaced(Result<Option<String>, Failure>),
 }
 
 /// A failed call, as the machine sees it.
@@ -135,6 +156,16 @@ pub enum Effect {
     CountSuppressed,
     /// Count a decision that waits on a failed read.
     CountDelayed,
+    /// Read this instance (with its tasks), the cluster's size and DRAINING instances.
+    ReadForReplacement,
+    /// Report what is left on the disk, then ask the Auto Scaling group to replace this
+    /// EC2 instance (SetInstanceHealth Unhealthy).
+    Replace {
+        ec2_instance_id: String,
+        respect_grace_period: bool,
+    },
+    /// Count a replacement asked for (the `Escalations` metric).
+    CountReplaced,
     /// Publish this instance's state as now known (after an action or a read).
     Show(Known),
     /// Fire [`Event::RefreshDue`] after this long (replacing any earlier timer).
@@ -192,4 +223,14 @@ pub enum Note {
     },
     ViewFailed(Failure),
     ViewRecovered,
+    /// A replacement waits: why.
+    ReplaceWaits(String),
+    Replaced {
+        group: String,
+        ec2_instance_id: String,
+    },
+    /// No replacement is possible: why (said once).
+    ReplaceUnavailable(String),
+    /// Observe mode: would ask the group to replace the instance.
+    WouldReplace,
 }

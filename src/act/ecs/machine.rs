@@ -8,11 +8,13 @@
 //!   of ECS's sustained read rate ([`idle_every`]), with jitter. Idle reads are for
 //!   display; no decision rests on them.
 //! - A decision reads this instance fresh ([`FRESH`]) before acting: drain, suppression,
-//!   undrain, "drained by someone else". A drain below critical then claims a share of
-//!   the budget (the mark, with the culprit, in one call), waits for ECS's eventual
+//!   undrain, "drained by someone else". A drain below critical claims a share of the
+//!   budget (the mark, with the culprit, in one call), waits for ECS's eventual
 //!   consistency ([`CLAIM_WAIT`]), reads the cluster's size, DRAINING instances and marks
-//!   (three calls, whatever the size), drains if the claim holds, and checks once more
-//!   [`SETTLE`] later: eight calls in all.
+//!   (three calls, whatever the size; the DRAINING list is also its fresh read of this
+//!   instance, so a claim on a known ACTIVE status reads nothing before it), drains if the
+//!   claim holds and this instance is not DRAINING by someone else's hand, and checks once
+//!   more [`SETTLE`] later: seven calls in all, eight when the status had to be read first.
 //! - A failed read never yields a drain or an undrain: the decision waits (counted and
 //!   logged as delayed) and is tried again with backoff; reclaim and eviction go on.
 
@@ -35,6 +37,10 @@ pub const CLAIM_WAIT: Duration = Duration::from_secs(3);
 /// After a drain below critical, the budget is checked once more this much later, when a
 /// drain made at the same time elsewhere has become visible.
 pub const SETTLE: Duration = Duration::from_secs(5);
+/// A claim whose budget read is throttled is kept and checked again for this long after
+/// it was put, then withdrawn: well inside [`crate::policy::CLAIM_TTL`], after which the
+/// others no longer count it.
+pub const CLAIM_KEEP: Duration = Duration::from_secs(10);
 /// While the disk keeps asking for a drain that the budget suppressed, or that waits on
 /// someone else's drain, the decision is taken again this often (with jitter).
 pub const RECHECK: Duration = Duration::from_secs(60);
@@ -94,6 +100,9 @@ pub enum Phase {
         undo: bool,
     },
     RemovingMark,
+    /// A replacement's fresh read.
+    ReplaceReading,
+    Replacing,
 }
 
 /// The decision last taken: for which intent, when, and whether it needs taking again
@@ -145,6 +154,23 @@ pub struct Machine {
     verify_tries: u32,
     /// When the next idle read is due.
     idle_at: Instant,
+    /// An action failed since the last read of this instance: what was read may no longer
+    /// be what is there, so the next decision reads it whatever it decides.
+    suspect: bool,
+    /// A withdrawal of this machine's claim failed: retried before any other decision.
+    withdraw_due: bool,
+    /// When the current claim was put.
+    claim_at: Option<Instant>,
+    /// `escalate.max_percent` and `escalate.respect_grace_period`.
+    replace_max_percent: f64,
+    respect_grace_period: bool,
+    /// The Auto Scaling group was asked to replace this instance (or cannot be): once per
+    /// drain episode.
+    replaced: bool,
+    replace_again_at: Option<Instant>,
+    /// The last reason a replacement waited, said once.
+    replace_said: Option<String>,
+    replace_id: Option<String>,
 }
 
 impl Machine {
@@ -185,7 +211,23 @@ impl Machine {
             retry_at: None,
             verify_tries: 0,
             idle_at: now,
+            suspect: false,
+            withdraw_due: false,
+            claim_at: None,
+            replace_max_percent: 20.0,
+            respect_grace_period: true,
+            replaced: false,
+            replace_again_at: None,
+            replace_said: None,
+            replace_id: None,
         }
+    }
+
+    /// `[escalate]`'s `max_percent` and `respect_grace_period` (default 20 %, true).
+    pub fn with_replacement(mut self, max_percent: f64, respect_grace_period: bool) -> Self {
+        self.replace_max_percent = max_percent;
+        self.respect_grace_period = respect_grace_period;
+        self
     }
 
     pub fn phase(&self) -> Phase {
@@ -211,7 +253,10 @@ impl Machine {
             (Phase::Idle, Event::Plan(wish)) => self.plan(wish, now, wall),
             (Phase::Idle, Event::RefreshDue) => self.due(now, wall),
             (Phase::Viewing, Event::View(r)) => self.viewed(r, now),
-            (Phase::Reading, Event::Fresh(Ok(facts))) => self.decide(facts, now, now, wall),
+            (Phase::Reading, Event::Fresh(Ok(facts))) => {
+                self.suspect = false;
+                self.decide(facts, now, now, wall)
+            }
             (Phase::Reading, Event::Fresh(Err(e))) => {
                 self.delayed("read this instance's ECS status", e, now)
             }
@@ -220,7 +265,17 @@ impl Machine {
                 self.delayed("read the cluster's drains", e, now)
             }
             (Phase::Claiming, Event::Claimed(Ok(()))) => {
+                self.claim_at = Some(now);
                 self.go(Phase::ClaimWait, vec![Effect::RefreshIn(CLAIM_WAIT)])
+            }
+            // At critical a claim waiting on a throttled budget read is not waited for.
+            (Phase::ClaimWait, Event::Plan(wish))
+                if wish.intent == (EcsIntent::Drain { critical: true }) =>
+            {
+                self.intent = wish.intent;
+                self.culprit = wish.culprit;
+                self.decided = None;
+                self.go(Phase::Reading, vec![Effect::ReadFresh])
             }
             (Phase::Claiming, Event::Claimed(Err(e))) => {
                 self.delayed("claim a share of the drain budget", e, now)
@@ -231,18 +286,38 @@ impl Machine {
             }
             (Phase::CheckingClaim, Event::Budget(Ok(b))) => self.check_claim(&b, now, wall),
             (Phase::CheckingClaim, Event::Budget(Err(e))) => {
-                // Never a drain on a failed read: the claim is withdrawn (or expires after
-                // CLAIM_TTL) and the decision tried again.
-                let mut effects = self.delayed("read the cluster's drains", e, now);
+                // Never a drain on a failed read. The claim is kept and checked again after
+                // the backoff while it is young (its place in the queue is its time, so
+                // under throttling the first to cross drain first, and no read is spent on
+                // claiming again); past CLAIM_KEEP it is withdrawn (or expires after
+                // CLAIM_TTL) and the decision tried again from the start.
+                let (mut effects, retry_in) = self.delay_note("read the cluster's drains", e);
+                let kept = self
+                    .claim_at
+                    .is_some_and(|at| (now + retry_in).duration_since(at) < CLAIM_KEEP);
+                if kept {
+                    effects.push(Effect::RefreshIn(retry_in));
+                    return self.go(Phase::ClaimWait, effects);
+                }
+                self.retry_at = Some(now + retry_in);
+                // A failed read says nothing about room: the retry claims without a room
+                // check first.
+                self.claimed_once = false;
+                effects.extend(self.rest(now));
                 effects.push(Effect::Withdraw);
                 self.go(Phase::Withdrawing, effects)
             }
-            (Phase::Withdrawing, Event::Withdrawn(r)) => {
-                if r.is_ok() {
-                    self.forget_mark();
-                }
+            (Phase::Withdrawing, Event::Withdrawn(Ok(()))) => {
+                self.withdraw_due = false;
+                self.forget_mark();
                 let effects = self.rest(now);
                 self.go(Phase::Idle, effects)
+            }
+            (Phase::Withdrawing, Event::Withdrawn(Err(e))) => {
+                // A claim left on an instance someone else drained would make their drain
+                // look like diskguard's: withdrawn again before anything else is decided.
+                self.withdraw_due = true;
+                self.failed("withdraw the claim on the drain budget", e, now)
             }
             (Phase::Draining { critical }, Event::Drained(Ok(()))) => self.drained(critical, now),
             (Phase::Draining { .. }, Event::Drained(Err(e))) => {
@@ -347,6 +422,20 @@ impl Machine {
             (Phase::RemovingMark, Event::MarkRemoved(Err(e))) => {
                 self.failed("remove the stale drain mark", e, now)
             }
+            (Phase::ReplaceReading, Event::ReplaceRead(Ok(facts))) => {
+                self.replace_id = facts.ec2_instance_id.clone();
+                self.replace_read(facts, now)
+            }
+            (Phase::ReplaceReading, Event::ReplaceRead(Err(e))) => self.failed(
+                "read the instance before asking for its replacement",
+                e,
+                now,
+            ),
+            (Phase::Replacing, Event::Replaced(Ok(group))) => {
+                let id = self.replace_id.clone().unwrap_or_default();
+                self.replaced(group, id, now)
+            }
+            (Phase::Replacing, Event::Replaced(Err(e))) => self.replace_failed(e, now),
             // An answer to a question no longer asked, or a plan while busy: ignored.
             _ => Vec::new(),
         }
@@ -368,6 +457,11 @@ impl Machine {
             self.claimed_once = false;
             self.someone_else_said = false;
         }
+        if !wish.replace {
+            self.replaced = false;
+            self.replace_again_at = None;
+            self.replace_said = None;
+        }
         if wish.intent != self.intent {
             // A new episode (or a step within one) is decided afresh, even when it asks
             // what an earlier episode's last decision was about.
@@ -377,6 +471,10 @@ impl Machine {
         self.culprit = wish.culprit.clone();
         if self.retry_at.is_some_and(|at| now < at) {
             return Vec::new();
+        }
+        if self.withdraw_due {
+            self.retry_at = None;
+            return self.go(Phase::Withdrawing, vec![Effect::Withdraw]);
         }
         // An eviction names the culprit at once, whatever else the plan asks.
         if let Some(family) = wish
@@ -393,6 +491,9 @@ impl Machine {
                 );
             }
         }
+        if self.wants_replacement(wish.replace, now) {
+            return self.go(Phase::ReplaceReading, vec![Effect::ReadForReplacement]);
+        }
         if !self.wants_decision(now) {
             return Vec::new();
         }
@@ -401,14 +502,30 @@ impl Machine {
 
     /// Decides on what is known if it was read less than [`FRESH`] ago (as good as a new
     /// read), else reads this instance first.
+    ///
+    /// A drain below critical on a known ACTIVE status needs no read first: its claim (or,
+    /// after a suppression, its room check) reads the DRAINING instances, which show this
+    /// instance's status afresh, and nothing is drained before that read says ACTIVE. The
+    /// read is skipped only while no action of this machine's failed since the last read
+    /// (a failed drain may have half happened), and never in observe mode (which says what
+    /// it would do on what it read).
     fn decide_on_fresh(&mut self, now: Instant, wall: SystemTime) -> Vec<Effect> {
         match &self.known {
-            Some((facts, at)) if now.duration_since(*at) < FRESH => {
+            Some((facts, at)) if now.duration_since(*at) < FRESH || self.claim_reads(facts) => {
                 let (facts, at) = (facts.clone(), *at);
                 self.decide(facts, at, now, wall)
             }
             _ => self.go(Phase::Reading, vec![Effect::ReadFresh]),
         }
+    }
+
+    /// Whether the budget read of a claim is this decision's fresh read of this instance.
+    fn claim_reads(&self, facts: &ViewFacts) -> bool {
+        self.intent == EcsIntent::Drain { critical: false }
+            && !self.observe
+            && !self.suspect
+            && facts.status == EcsStatus::Active
+            && facts.mark.is_none()
     }
 
     /// Whether the newest intent calls for a decision now.
@@ -447,7 +564,7 @@ impl Machine {
         let mut effects = self.recovered_view();
         self.known = Some((facts.clone(), read_at));
         if let Some(n) = facts.instances {
-            self.instances = Some((n, now));
+            self.instances = Some((n, read_at));
         }
         effects.push(self.show());
         let action = ecs_action(
@@ -561,6 +678,9 @@ impl Machine {
         }
         if self.retry_at.is_some_and(|at| now >= at) {
             self.retry_at = None;
+            if self.withdraw_due {
+                return self.go(Phase::Withdrawing, vec![Effect::Withdraw]);
+            }
             // The decision is taken again with the newest intent, on a fresh read: the one
             // made before a throttled budget read still counts if it is young enough, so
             // that a retry under throttling spends no read it does not need.
@@ -579,6 +699,7 @@ impl Machine {
         let first_size = self.instances.is_none();
         match result {
             Ok(facts) => {
+                self.suspect = false;
                 effects.extend(self.recovered_view());
                 if let Some(n) = facts.instances {
                     self.instances = Some((n, now));
@@ -691,9 +812,16 @@ impl Machine {
     /// A decision waits on a failed call: counted, logged, tried again with backoff on a
     /// fresh read; nothing is decided on the failure.
     fn delayed(&mut self, what: &'static str, error: Failure, now: Instant) -> Vec<Effect> {
-        let retry_in = self.backoff.failed_with(self.rng.f64());
+        let (mut effects, retry_in) = self.delay_note(what, error);
         self.retry_at = Some(now + retry_in);
-        let mut effects = vec![
+        effects.extend(self.rest(now));
+        self.go(Phase::Idle, effects)
+    }
+
+    /// A delay counted and said, and how long until the retry (the backoff doubles).
+    fn delay_note(&mut self, what: &'static str, error: Failure) -> (Vec<Effect>, Duration) {
+        let retry_in = self.backoff.failed_with(self.rng.f64());
+        let effects = vec![
             Effect::CountDelayed,
             Effect::Say(Note::Delayed {
                 what,
@@ -701,13 +829,13 @@ impl Machine {
                 retry_in,
             }),
         ];
-        effects.extend(self.rest(now));
-        self.go(Phase::Idle, effects)
+        (effects, retry_in)
     }
 
     /// What was read came before an action that failed and may have half happened: no
     /// longer fresh, whatever its age, so the retry reads again.
     fn read_before_action(&mut self, now: Instant) {
+        self.suspect = true;
         if let Some((_, at)) = self.known.as_mut() {
             *at = now.checked_sub(FRESH).unwrap_or(*at).min(*at);
         }
@@ -731,6 +859,8 @@ impl Machine {
 
 #[path = "machine_claim.rs"]
 mod claim;
+#[path = "machine_replace.rs"]
+mod replace;
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]

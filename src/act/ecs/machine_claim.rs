@@ -15,6 +15,7 @@ impl Machine {
     pub(super) fn prechecked(&mut self, b: &Budget, now: Instant, wall: SystemTime) -> Vec<Effect> {
         let drains = self.drains(b, now, None);
         if drains.iter().any(|d| d.arn == self.me && d.draining) {
+            self.seen_drained_by_others(now);
             return self.someone_else(now);
         }
         let mut with_me = drains;
@@ -44,8 +45,9 @@ impl Machine {
         let own = self.mark.clone();
         let drains = self.drains(b, now, own.as_deref());
         if drains.iter().any(|d| d.arn == self.me && d.draining) {
-            // Drained by someone else between the read and the claim: the mark
-            // must not make it diskguard's.
+            // DRAINING by someone else's hand, set before the claim (unseen by an older
+            // read) or since: the mark must not make it diskguard's.
+            self.seen_drained_by_others(now);
             let mut effects = self.someone_else(now);
             effects.insert(0, Effect::Withdraw);
             return self.go(Phase::Withdrawing, effects);
@@ -69,6 +71,16 @@ impl Machine {
                 self.settle_decision(now, false);
                 self.go(Phase::Withdrawing, effects)
             }
+        }
+    }
+
+    /// The DRAINING list showed this instance DRAINING without diskguard's drain: that is
+    /// now what is known of it, as of this read.
+    fn seen_drained_by_others(&mut self, now: Instant) {
+        if let Some((facts, at)) = self.known.as_mut() {
+            facts.status = EcsStatus::Draining;
+            facts.mark = None;
+            *at = now;
         }
     }
 

@@ -23,6 +23,7 @@ use crate::policy::{EvictDecision, Plan};
 use crate::sample::{EcsView, Volume};
 use driver::{Clock, Driver, RealClock};
 use machine::{Event, Machine, Search, Wish};
+use plane::NodePlane;
 
 /// What the ECS actor shares with the loop and the reporters.
 #[derive(Debug, Clone)]
@@ -101,12 +102,21 @@ pub async fn run(
         settings.ecs.undrain,
         fastrand::u64(..),
         clock.now(),
+    )
+    .with_replacement(
+        settings.escalate.max_percent,
+        settings.escalate.respect_grace_period,
     );
     let (cluster, arn) = (
         client.identity.cluster.clone(),
         client.identity.container_instance_arn.clone(),
     );
-    let mut driver = Driver::new(machine, client, out, &cluster, &arn);
+    let plane = NodePlane {
+        ecs: client,
+        sdk: sdk.clone(),
+        docker: settings.docker.clone(),
+    };
+    let mut driver = Driver::new(machine, plane, out, &cluster, &arn);
     // ECS calls may take the SDK's whole retry budget; shutdown does not wait for them.
     // Interrupting one is safe: the mark is put before DRAINING and removed after ACTIVE.
     if or_closed(&plans, driver.start(&clock)).await.is_none() {
@@ -144,6 +154,7 @@ fn wish(plan: &Plan) -> (Wish, f64) {
         intent: plan.ecs_intent,
         culprit: plan.culprit.clone(),
         evicting: matches!(plan.evict, EvictDecision::Evict(_)),
+        replace: plan.replace,
     };
     (wish, docker.map_or(0.0, |v| v.usage_percent))
 }

@@ -1,16 +1,29 @@
 //! What the ECS actor asks of the control plane, as a trait. The daemon's plane is the
-//! ECS API (with IMDS for the lifecycle state); the fleet simulation's is simulated. Both
-//! run the same machine and the same driver, so only the transport differs.
+//! ECS API (with IMDS for the lifecycle state, Auto Scaling for a replacement and Docker
+//! for what is left on the disk); the fleet simulation's is simulated. Both run the same
+//! machine and the same driver, so only the transport differs.
 
 use std::future::Future;
 
 use super::machine::Failure;
+use crate::asg::{AsgClient, AsgError};
 use crate::aws::Lifecycle;
+use crate::config::DockerSettings;
+use crate::docker::DockerSource;
 pub use crate::ecs::SelfRead;
 use crate::ecs::{EcsClient, EcsError};
 
 impl From<EcsError> for Failure {
     fn from(e: EcsError) -> Self {
+        Failure {
+            throttled: e.is_throttling(),
+            message: crate::error::chain(&e),
+        }
+    }
+}
+
+impl From<AsgError> for Failure {
+    fn from(e: AsgError) -> Self {
         Failure {
             throttled: e.is_throttling(),
             message: crate::error::chain(&e),
@@ -43,33 +56,52 @@ pub trait ControlPlane {
     fn set_draining(&self, draining: bool) -> impl Future<Output = PlaneResult<()>> + Send;
     /// Whether the Auto Scaling group is taking this instance out of service (IMDS).
     fn lifecycle(&self) -> impl Future<Output = Result<Lifecycle, String>> + Send;
+    /// What is left on the disk that diskguard did not free, as one line, largest first;
+    /// the error as a line when it cannot be read.
+    fn leftovers(&self) -> impl Future<Output = String> + Send;
+    /// SetInstanceHealth(Unhealthy) for this EC2 instance in its Auto Scaling group: the
+    /// group's name, or `None` when the instance is in no group.
+    fn replace(
+        &self,
+        ec2_instance_id: &str,
+        respect_grace_period: bool,
+    ) -> impl Future<Output = PlaneResult<Option<String>>> + Send;
 }
 
-impl ControlPlane for EcsClient {
+/// The daemon's plane.
+#[derive(Debug)]
+pub struct NodePlane {
+    pub ecs: EcsClient,
+    pub sdk: aws_config::SdkConfig,
+    pub docker: DockerSettings,
+}
+
+impl ControlPlane for NodePlane {
     async fn describe_self(&self) -> PlaneResult<SelfRead> {
-        Ok(self.describe_self().await?)
+        Ok(self.ecs.describe_self().await?)
     }
 
     async fn instances(&self) -> PlaneResult<u32> {
-        Ok(self.registered_instances().await?)
+        Ok(self.ecs.registered_instances().await?)
     }
 
     async fn draining(&self) -> PlaneResult<Vec<String>> {
         Ok(self
+            .ecs
             .list(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
             .await?)
     }
 
     async fn marked(&self, name: &str) -> PlaneResult<Vec<(String, String)>> {
-        Ok(self.list_attribute(name).await?)
+        Ok(self.ecs.list_attribute(name).await?)
     }
 
     async fn put(&self, attributes: &[(&str, &str)]) -> PlaneResult<()> {
-        Ok(self.put_attributes(attributes).await?)
+        Ok(self.ecs.put_attributes(attributes).await?)
     }
 
     async fn delete(&self, names: &[&str]) -> PlaneResult<()> {
-        Ok(self.delete_attributes(names).await?)
+        Ok(self.ecs.delete_attributes(names).await?)
     }
 
     async fn set_draining(&self, draining: bool) -> PlaneResult<()> {
@@ -79,10 +111,37 @@ impl ControlPlane for EcsClient {
         } else {
             ContainerInstanceStatus::Active
         };
-        Ok(self.set_state(status).await?)
+        Ok(self.ecs.set_state(status).await?)
     }
 
     async fn lifecycle(&self) -> Result<Lifecycle, String> {
         crate::aws::target_lifecycle_state().await
+    }
+
+    async fn leftovers(&self) -> String {
+        let read = match DockerSource::connect(&self.docker).await {
+            Ok(docker) => docker.leftovers().await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(left) => left.summary(8),
+            Err(e) => format!(
+                "what is left on the disk could not be read: {}",
+                crate::error::chain(&e)
+            ),
+        }
+    }
+
+    async fn replace(
+        &self,
+        ec2_instance_id: &str,
+        respect_grace_period: bool,
+    ) -> PlaneResult<Option<String>> {
+        let asg = AsgClient::new(&self.sdk, ec2_instance_id);
+        let Some(group) = asg.group().await? else {
+            return Ok(None);
+        };
+        asg.set_unhealthy(respect_grace_period).await?;
+        Ok(Some(group.name))
     }
 }

@@ -110,6 +110,7 @@ fn counters_are_sent_as_the_interval_sums() {
         reclaimed_bytes: 1000,
         reclaim_errors: 2,
         drains_suppressed: 0,
+        escalations: 0,
         evictions: Default::default(),
     };
     let mut agg = Aggregator::new(Duration::from_secs(60), at(0), t0.clone(), &[]);
@@ -118,6 +119,7 @@ fn counters_are_sent_as_the_interval_sums() {
         reclaimed_bytes: 5000,
         reclaim_errors: 3,
         drains_suppressed: 1,
+        escalations: 1,
         evictions: Default::default(),
     };
     let b = agg.close(at(61), t1.clone());
@@ -137,10 +139,18 @@ fn counters_are_sent_as_the_interval_sums() {
         find(&b, "Draining", Scope::Cluster).value,
         Value::Single(0.0)
     );
+    assert_eq!(
+        find(&b, "Escalations", Scope::Instance).value,
+        Value::Single(1.0)
+    );
     let b = agg.close(at(121), t1);
     assert_eq!(
         find(&b, "ReclaimedBytes", Scope::Instance).value,
         Value::Single(0.0)
+    );
+    assert!(
+        b.datums.iter().all(|d| d.name != "Escalations"),
+        "not sent in an interval without one"
     );
 }
 

@@ -282,6 +282,11 @@ fn counters(r: &mut Registry, scrape: &Scrape<'_>) {
             t.drains_suppressed,
         ),
         (
+            "escalations",
+            "Replacements asked of the instance's Auto Scaling group (a drained node that stayed full)",
+            t.escalations,
+        ),
+        (
             "drains_delayed",
             "Drain and undrain decisions that waited on a failed or throttled ECS read",
             scrape.drains_delayed,

@@ -241,6 +241,7 @@ fn counters_end_in_total_and_evictions_are_counted_by_task_family() {
         reclaimed_bytes: 5 * GIB,
         reclaim_errors: 3,
         drains_suppressed: 1,
+        escalations: 1,
         evictions: BTreeMap::from([("logger".into(), 4), ("web".into(), 1)]),
     };
     let s = samples(&text(None, None, &totals));

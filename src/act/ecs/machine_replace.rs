@@ -1,0 +1,108 @@
+//! The machine's rules for `[escalate]`: a node diskguard drained that stays full is
+//! replaced by its Auto Scaling group. The policy says when the disk has been stuck long
+//! enough; here, on a fresh read, the rest: the drain is diskguard's, no task runs on the
+//! instance any more, and the cluster is not already too far out of service. Once per
+//! drain episode. A child of `machine.rs`, so it shares the machine's memory.
+
+use std::time::Instant;
+
+use super::{Effect, Machine, Note, Phase, RECHECK};
+use crate::act::ecs::events::{Failure, ReplaceFacts};
+use crate::policy::drain_budget;
+use crate::sample::EcsStatus;
+
+impl Machine {
+    /// Whether a plan's `replace` calls for a replacement check now.
+    pub(super) fn wants_replacement(&self, replace: bool, now: Instant) -> bool {
+        replace && !self.replaced && self.replace_again_at.is_none_or(|at| now >= at)
+    }
+
+    pub(super) fn replace_read(&mut self, facts: ReplaceFacts, now: Instant) -> Vec<Effect> {
+        self.instances = Some((facts.instances, now));
+        self.draining = facts.draining;
+        let ours = facts.status == EcsStatus::Draining && facts.mark.is_some();
+        if !ours {
+            // Never for a drain that is not diskguard's (or no drain at all any more).
+            return self.replace_later(None, now);
+        }
+        if facts.tasks > 0 {
+            let why = format!(
+                "{} task(s) still run on it (ECS moves them off a DRAINING instance)",
+                facts.tasks
+            );
+            return self.replace_later(Some(why), now);
+        }
+        let allowed = drain_budget(self.replace_max_percent, facts.instances);
+        if facts.draining > allowed {
+            let why = format!(
+                "{} of the cluster's {} instances are DRAINING (this one included), more than the {} that escalate.max_percent ({} %) allows out of service at once",
+                facts.draining, facts.instances, allowed, self.replace_max_percent
+            );
+            return self.replace_later(Some(why), now);
+        }
+        if self.observe {
+            self.replaced = true;
+            return self.go(Phase::Idle, vec![Effect::Say(Note::WouldReplace)]);
+        }
+        let Some(id) = facts.ec2_instance_id else {
+            self.replaced = true;
+            let why = "ECS does not say which EC2 instance this is".to_owned();
+            let mut effects = vec![Effect::Say(Note::ReplaceUnavailable(why))];
+            effects.extend(self.rest(now));
+            return self.go(Phase::Idle, effects);
+        };
+        self.go(
+            Phase::Replacing,
+            vec![Effect::Replace {
+                ec2_instance_id: id,
+                respect_grace_period: self.respect_grace_period,
+            }],
+        )
+    }
+
+    /// Not now: looked at again after RECHECK; `why` said once per reason.
+    fn replace_later(&mut self, why: Option<String>, now: Instant) -> Vec<Effect> {
+        self.replace_again_at = Some(now + RECHECK.mul_f64(1.0 + 0.2 * self.rng.f64()));
+        let mut effects = Vec::new();
+        if let Some(why) = why
+            && self.replace_said.as_ref() != Some(&why)
+        {
+            self.replace_said = Some(why.clone());
+            effects.push(Effect::Say(Note::ReplaceWaits(why)));
+        }
+        effects.extend(self.rest(now));
+        self.go(Phase::Idle, effects)
+    }
+
+    pub(super) fn replace_failed(&mut self, error: Failure, now: Instant) -> Vec<Effect> {
+        self.failed(
+            "ask the Auto Scaling group to replace the instance",
+            error,
+            now,
+        )
+    }
+
+    pub(super) fn replaced(
+        &mut self,
+        group: Option<String>,
+        id: String,
+        now: Instant,
+    ) -> Vec<Effect> {
+        self.succeeded();
+        self.replaced = true;
+        let mut effects = match group {
+            Some(group) => vec![
+                Effect::CountReplaced,
+                Effect::Say(Note::Replaced {
+                    group,
+                    ec2_instance_id: id,
+                }),
+            ],
+            None => vec![Effect::Say(Note::ReplaceUnavailable(
+                "not in an Auto Scaling group".to_owned(),
+            ))],
+        };
+        effects.extend(self.rest(now));
+        self.go(Phase::Idle, effects)
+    }
+}
