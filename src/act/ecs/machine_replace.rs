@@ -74,12 +74,23 @@ impl Machine {
         self.go(Phase::Idle, effects)
     }
 
+    /// Throttled: tried again with backoff, on a new read. Anything else has already been
+    /// retried by the SDK and is not transient (the group is not tagged for diskguard, so
+    /// IAM denies the call; the instance left the group): said once, not tried again while
+    /// this episode lasts.
     pub(super) fn replace_failed(&mut self, error: Failure, now: Instant) -> Vec<Effect> {
-        self.failed(
-            "ask the Auto Scaling group to replace the instance",
-            error,
-            now,
-        )
+        if error.throttled {
+            return self.failed(
+                "ask the Auto Scaling group to replace the instance",
+                error,
+                now,
+            );
+        }
+        self.replaced = true;
+        let why = format!("the Auto Scaling call failed: {error}");
+        let mut effects = vec![Effect::Say(Note::ReplaceUnavailable(why))];
+        effects.extend(self.rest(now));
+        self.go(Phase::Idle, effects)
     }
 
     pub(super) fn replaced(

@@ -788,9 +788,10 @@ fn observe_mode_only_says_it_would_replace() {
     );
 }
 
-/// A failed SetInstanceHealth is retried (on a new read), never counted as done.
+/// A throttled SetInstanceHealth is retried (on a new read); a denied one is said once and
+/// not asked again this episode; neither is counted as done.
 #[test]
-fn a_failed_replacement_is_retried_and_not_counted() {
+fn a_throttled_replacement_is_retried_a_denied_one_said_once_neither_counted() {
     let mut t = Table::new(false);
     t.known(EcsStatus::Draining, true, 10);
     t.feed(replace_wish());
@@ -800,4 +801,19 @@ fn a_failed_replacement_is_retried_and_not_counted() {
     let retry = t.m.retry_at.expect("a retry") - (t0() + t.now);
     let e = t.after(retry).feed(replace_wish());
     assert_eq!(e, vec![Effect::ReadForReplacement]);
+    // Denied (the group is not tagged for diskguard): said once, not asked again.
+    t.feed(replace_facts(EcsStatus::Draining, true, 0, 1));
+    let e = t.feed(Event::Replaced(Err(Failure::new("AccessDenied"))));
+    assert!(
+        has(
+            &e,
+            |e| matches!(e, Effect::Say(Note::ReplaceUnavailable(w)) if w.contains("AccessDenied"))
+        ),
+        "{e:?}"
+    );
+    let e = t.after(Duration::from_secs(600)).feed(replace_wish());
+    assert!(
+        !has(&e, |e| matches!(e, Effect::ReadForReplacement)),
+        "{e:?}"
+    );
 }
