@@ -233,12 +233,12 @@ fn under_throttling_a_crossing_drains_later_and_gives_back_later_never_on_a_fail
         "first DrainDelayed {:?} after the crossing",
         crossed.elapsed()
     );
-    assert_eq!(
-        s.status(),
-        ("ACTIVE".to_owned(), None),
-        "never drained on a failed read"
-    );
-    let throttled = s.shim().count("DescribeContainerInstances").throttled;
+    // A claim (the mark on an ACTIVE instance) may be there: it is put before the budget
+    // read that failed, withdrawn once that read has failed past CLAIM_KEEP, and put again
+    // by the retry. Not a drain.
+    assert_eq!(s.status().0, "ACTIVE", "never drained on a failed read");
+    // The budget read's DRAINING list is the decision's read of this instance.
+    let throttled = s.shim().count("ListContainerInstances").throttled;
     assert!(throttled >= 1, "{:?}", s.shim().counts());
     // The quota refills: the drain goes through.
     s.shim().set_read_quota(100, 20.0);
