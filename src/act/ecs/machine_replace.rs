@@ -6,7 +6,13 @@
 
 use std::time::Instant;
 
+use std::time::Duration;
+
 use super::{Effect, Machine, Note, Phase, RECHECK};
+
+/// After a replacement was asked, the group is asked again this long later if the instance
+/// is still there, drained and full (normally it is terminated within minutes).
+pub const REASK: Duration = Duration::from_secs(15 * 60);
 use crate::act::ecs::events::{Failure, ReplaceFacts};
 use crate::policy::drain_budget;
 use crate::sample::EcsStatus;
@@ -100,8 +106,9 @@ impl Machine {
         now: Instant,
     ) -> Vec<Effect> {
         self.succeeded();
-        self.replaced = true;
         let mut effects = match group {
+            // Asked again after REASK while the instance is still there and stuck: a call
+            // made within the group's health check grace period, or lost, does nothing.
             Some(group) => vec![
                 Effect::CountReplaced,
                 Effect::Say(Note::Replaced {
@@ -113,6 +120,11 @@ impl Machine {
                 "not in an Auto Scaling group".to_owned(),
             ))],
         };
+        if matches!(effects[0], Effect::CountReplaced) {
+            self.replace_again_at = Some(now + REASK);
+        } else {
+            self.replaced = true;
+        }
         effects.extend(self.rest(now));
         self.go(Phase::Idle, effects)
     }

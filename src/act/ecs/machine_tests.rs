@@ -717,13 +717,20 @@ fn a_stuck_drained_node_is_replaced_once() {
     );
     let e = t.feed(Event::Replaced(Ok(Some("ecs-nodes".into()))));
     assert!(has(&e, |e| *e == Effect::CountReplaced), "{e:?}");
-    for _ in 0..5 {
+    for _ in 0..7 {
         let e = t.after(Duration::from_secs(120)).feed(replace_wish());
         assert!(
             !has(&e, |e| matches!(e, Effect::ReadForReplacement)),
             "{e:?}"
         );
+        t.feed(Event::Fresh(Ok(facts(EcsStatus::Draining, true, None))));
     }
+    // Still there 15 minutes on (the call fell in the group's grace period): asked again.
+    let e = t.after(Duration::from_secs(60)).feed(replace_wish());
+    assert!(
+        has(&e, |e| matches!(e, Effect::ReadForReplacement)),
+        "{e:?}"
+    );
 }
 
 /// Never for a drain that is not diskguard's; not while tasks run; not past the fleet's
