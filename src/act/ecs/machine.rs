@@ -277,6 +277,13 @@ impl Machine {
                 self.decided = None;
                 self.go(Phase::Reading, vec![Effect::ReadFresh])
             }
+            // Otherwise the newest intent is kept: a disk that no longer asks for a drain by
+            // the time the claim is checked gets its claim withdrawn, not a drain.
+            (Phase::ClaimWait, Event::Plan(wish)) => {
+                self.intent = wish.intent;
+                self.culprit = wish.culprit;
+                Vec::new()
+            }
             (Phase::Claiming, Event::Claimed(Err(e))) => {
                 self.delayed("claim a share of the drain budget", e, now)
             }

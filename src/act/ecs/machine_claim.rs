@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use super::{Effect, Machine, Note, Phase, SETTLE, VERIFY_TRIES};
 use crate::act::ecs::events::{Budget, Failure};
 use crate::ecs::rfc3339;
-use crate::policy::{BudgetVerdict, DrainingInstance, budget_verdict, drain_budget};
+use crate::policy::{BudgetVerdict, DrainingInstance, EcsIntent, budget_verdict, drain_budget};
 use crate::sample::EcsStatus;
 
 impl Machine {
@@ -44,6 +44,12 @@ impl Machine {
     ) -> Vec<Effect> {
         let own = self.mark.clone();
         let drains = self.drains(b, now, own.as_deref());
+        if !matches!(self.intent, EcsIntent::Drain { .. }) {
+            // The disk no longer asks for a drain (reclaim or an eviction freed it while
+            // the claim waited): withdrawn, nothing drained.
+            self.settle_decision(now, true);
+            return self.go(Phase::Withdrawing, vec![Effect::Withdraw]);
+        }
         if drains.iter().any(|d| d.arn == self.me && d.draining) {
             // DRAINING by someone else's hand, set before the claim (unseen by an older
             // read) or since: the mark must not make it diskguard's.

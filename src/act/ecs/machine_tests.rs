@@ -824,3 +824,17 @@ fn a_throttled_replacement_is_retried_a_denied_one_said_once_neither_counted() {
         "{e:?}"
     );
 }
+
+/// A disk that no longer asks for a drain by the time its claim is checked (reclaim or an
+/// eviction freed it while a throttled read was retried) gets the claim withdrawn.
+#[test]
+fn a_claim_checked_after_the_disk_recovered_is_withdrawn_not_drained() {
+    let mut t = Table::new(false);
+    claim_checked_next(&mut t, 10);
+    let e = t.feed(Event::Budget(Err(throttled())));
+    t.after(Duration::from_millis(300)).plan(EcsIntent::Steady);
+    let e = t.after(refresh_in(&e)).feed(Event::RefreshDue);
+    assert!(matches!(e[..], [Effect::ReadBudget { .. }]), "{e:?}");
+    let e = t.feed(budget(&[], &[], None));
+    assert_eq!(e, vec![Effect::Withdraw]);
+}
