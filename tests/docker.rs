@@ -101,9 +101,14 @@ fn one_pass_climbs_the_ladder_in_lru_order_and_stops_at_target() {
         String::from_utf8_lossy(&real.stderr)
     );
     let removed = lines_with(&real, "removed");
-    assert_eq!(
-        removed, planned,
-        "the dry run listed exactly what the pass removed:\n{text}"
+    // The dry run sums the items' estimated sizes; the pass reads the disk after each
+    // removal and stops at the target. Stopped containers are estimated at 0 B but their
+    // logs and init layers free a little, so the disk may reach the target one step
+    // before the estimate says (seen once in CI: 72.0 MiB freed where 67.0 were planned
+    // by that step). Otherwise the two lists are the same, in the same order.
+    assert!(
+        planned.starts_with(&removed) && planned.len() - removed.len() <= 1,
+        "the pass removed the dry run's list, or all of it but the last step:\nplanned {planned:?}\n{text}"
     );
 
     // The exact order: dangling (oldest first), stopped containers by exit time, then
