@@ -40,8 +40,11 @@ MOTO_SPEC='moto[server]>=5,<6'
 # prometheus: promtool (check metrics, check rules) and a real Prometheus that scrapes
 # diskguard's /metrics in tests/prometheus.rs (its service is not started, as above).
 # cloud-init: only its schema validator runs here; see below for why it stays off at boot.
+# systemd-journal-remote: writes real journal files from export text, for the journald
+# vacuum test (tests/journald_vacuum.rs); its service is not started, as above.
 APT_PKGS=(docker.io busybox-static etcd-server e2fsprogs util-linux mount tar coreutils systemd docker-registry
-    ignition debootstrap squashfs-tools musl-tools binutils openssl prometheus cloud-init)
+    ignition debootstrap squashfs-tools musl-tools binutils openssl prometheus cloud-init
+    systemd-journal-remote)
 # scripts/release.sh: musl-gcc (aws-lc-sys's C for the musl target), mksquashfs (the sysext),
 # readelf (the static-link check), tar and gzip (the tarball), sha256sum, git (the version).
 RELEASE_PKGS=(musl-tools squashfs-tools binutils tar gzip coreutils git)

@@ -73,6 +73,7 @@ pub struct RawConfig {
     pub cloudwatch: Option<RawCloudWatch>,
     pub prometheus: Option<RawPrometheus>,
     pub escalate: Option<RawEscalate>,
+    pub journald: Option<RawJournald>,
     pub host: Option<RawHost>,
     /// `[[watch]]`: more filesystems the node needs. Last, as TOML writes arrays of tables.
     pub watch: Option<Vec<RawWatch>>,
@@ -178,6 +179,14 @@ pub struct RawEscalate {
     pub after: Option<String>,
     pub max_percent: Option<f64>,
     pub respect_grace_period: Option<bool>,
+}
+
+/// `[journald]`
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournald {
+    pub vacuum_size: Option<String>,
+    pub directory: Option<String>,
 }
 
 /// `[prometheus]`

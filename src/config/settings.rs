@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::raw::{
     Mode, RawCloudWatch, RawConfig, RawDocker, RawEcs, RawEscalate, RawEtcd, RawEvict, RawHost,
-    RawPrometheus, RawSample, RawThresholds, RawWatch, Toggle,
+    RawJournald, RawPrometheus, RawSample, RawThresholds, RawWatch, Toggle,
 };
 
 /// Dimension names an operator may choose for `cloudwatch.dimensions`. `Volume` is added
@@ -69,6 +69,7 @@ pub struct Settings {
     pub cloudwatch: CloudWatchSettings,
     pub prometheus: PrometheusSettings,
     pub escalate: EscalateSettings,
+    pub journald: JournaldSettings,
     pub host: HostSettings,
     /// More filesystems to watch (`[[watch]]`), beside Docker's and etcd's.
     pub watch: Vec<WatchSettings>,
@@ -281,6 +282,16 @@ pub struct EscalateSettings {
     pub respect_grace_period: bool,
 }
 
+/// `[journald]`: opt-in reclaim of the journal's archived files when the watched volume
+/// holding them reaches `prune_start` (`journalctl --vacuum-size`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournaldSettings {
+    /// `None`: off (the default). The journal is vacuumed down to this many bytes.
+    pub vacuum_size: Option<u64>,
+    /// The journal directory vacuumed (`journalctl --directory`).
+    pub directory: PathBuf,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CloudWatchSettings {
     pub enabled: Toggle,
@@ -304,6 +315,20 @@ impl Default for Settings {
         // The defaults are a contract (docs/configuration.md); an empty file must give exactly these.
         Settings::from_raw(RawConfig::default()).expect("the built-in defaults are valid")
     }
+}
+
+/// A size as text (`"500M"`, `"2GiB"`), at least 1 MiB (journald keeps whole files).
+fn size(key: &str, text: &str) -> Result<u64, Invalid> {
+    let b: bytesize::ByteSize = text.parse().map_err(|e| {
+        Invalid::new(
+            key,
+            format!("{text:?} is not a size ({e}); write e.g. \"500M\" or \"2GiB\""),
+        )
+    })?;
+    if b.as_u64() < 1 << 20 {
+        return Err(Invalid::new(key, format!("{text:?} is below 1 MiB")));
+    }
+    Ok(b.as_u64())
 }
 
 fn duration(key: &str, text: Option<&str>, default: &str) -> Result<Duration, Invalid> {
@@ -477,6 +502,15 @@ impl Settings {
             max_percent: e.max_percent.unwrap_or(20.0),
             respect_grace_period: e.respect_grace_period.unwrap_or(true),
         };
+        let j = raw.journald.unwrap_or_default();
+        let journald = JournaldSettings {
+            vacuum_size: j
+                .vacuum_size
+                .as_deref()
+                .map(|text| size("journald.vacuum_size", text))
+                .transpose()?,
+            directory: PathBuf::from(j.directory.unwrap_or_else(|| "/var/log/journal".into())),
+        };
         let cloudwatch = CloudWatchSettings {
             enabled: w.enabled.unwrap_or(Toggle::Auto),
             namespace: w.namespace.unwrap_or_else(|| "DiskGuard".into()),
@@ -521,6 +555,7 @@ impl Settings {
             cloudwatch,
             prometheus,
             escalate,
+            journald,
             host,
             watch,
         };
@@ -604,6 +639,11 @@ impl Settings {
                 extra_metrics: Some(self.cloudwatch.extra_metrics.clone()),
                 high_resolution: Some(self.cloudwatch.high_resolution),
                 max_buffered_intervals: Some(self.cloudwatch.max_buffered_intervals),
+            }),
+            journald: Some(RawJournald {
+                // Bytes, exactly: a unit would round.
+                vacuum_size: self.journald.vacuum_size.map(|b| b.to_string()),
+                directory: Some(self.journald.directory.display().to_string()),
             }),
             escalate: Some(RawEscalate {
                 enabled: Some(self.escalate.enabled),

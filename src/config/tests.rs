@@ -55,6 +55,12 @@ cluster = "prod"
 extra_metrics = ["ImageCount"]
 [prometheus]
 listen = "127.0.0.1:9717"
+[escalate]
+after = "30m"
+max_percent = 15
+[journald]
+vacuum_size = "500MiB"
+directory = "/srv/journal"
 [evict]
 enabled = false
 lead = "2m"
@@ -126,6 +132,14 @@ fn each_bad_value_names_its_key() {
         ),
         ("[ecs]\nidle_read_percent = 0\n", "ecs.idle_read_percent"),
         ("[escalate]\nmax_percent = 101\n", "escalate.max_percent"),
+        (
+            "[journald]\nvacuum_size = \"lots\"\n",
+            "journald.vacuum_size",
+        ),
+        (
+            "[journald]\nvacuum_size = \"100K\"\n",
+            "journald.vacuum_size",
+        ),
         ("[escalate]\nafter = \"soon\"\n", "escalate.after"),
         ("[docker]\nprotect = \"amazon/*\"\n", "docker.protect"),
         ("[docker]\nprotect = [\"[\"]\n", "docker.protect"),

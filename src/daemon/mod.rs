@@ -238,6 +238,11 @@ impl Daemon {
                 .spawn(|plans| crate::act::ecs::run(settings, ecs_config, channels, plans));
         }
 
+        if self.settings.journald.vacuum_size.is_some() {
+            let settings = self.settings.clone();
+            self.actors
+                .spawn(|plans| crate::act::journald::run(settings, plans));
+        }
         if self.settings.etcd.enabled != Toggle::Off {
             let (settings, channels) = (self.settings.clone(), self.etcd.clone());
             self.actors
