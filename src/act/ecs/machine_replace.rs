@@ -51,11 +51,8 @@ impl Machine {
             return self.go(Phase::Idle, vec![Effect::Say(Note::WouldReplace)]);
         }
         let Some(id) = facts.ec2_instance_id else {
-            self.replaced = true;
             let why = "ECS does not say which EC2 instance this is".to_owned();
-            let mut effects = vec![Effect::Say(Note::ReplaceUnavailable(why))];
-            effects.extend(self.rest(now));
-            return self.go(Phase::Idle, effects);
+            return self.unavailable(why, now);
         };
         self.go(
             Phase::Replacing,
@@ -92,8 +89,12 @@ impl Machine {
                 now,
             );
         }
+        self.unavailable(format!("the Auto Scaling call failed: {error}"), now)
+    }
+
+    /// No replacement can be had in this episode: said once, not tried again.
+    fn unavailable(&mut self, why: String, now: Instant) -> Vec<Effect> {
         self.replaced = true;
-        let why = format!("the Auto Scaling call failed: {error}");
         let mut effects = vec![Effect::Say(Note::ReplaceUnavailable(why))];
         effects.extend(self.rest(now));
         self.go(Phase::Idle, effects)
@@ -106,25 +107,19 @@ impl Machine {
         now: Instant,
     ) -> Vec<Effect> {
         self.succeeded();
-        let mut effects = match group {
-            // Asked again after REASK while the instance is still there and stuck: a call
-            // made within the group's health check grace period, or lost, does nothing.
-            Some(group) => vec![
-                Effect::CountReplaced,
-                Effect::Say(Note::Replaced {
-                    group,
-                    ec2_instance_id: id,
-                }),
-            ],
-            None => vec![Effect::Say(Note::ReplaceUnavailable(
-                "not in an Auto Scaling group".to_owned(),
-            ))],
+        let Some(group) = group else {
+            return self.unavailable("not in an Auto Scaling group".to_owned(), now);
         };
-        if matches!(effects[0], Effect::CountReplaced) {
-            self.replace_again_at = Some(now + REASK);
-        } else {
-            self.replaced = true;
-        }
+        // Asked again after REASK while the instance is still there and stuck: a call made
+        // within the group's health check grace period, or lost, does nothing.
+        self.replace_again_at = Some(now + REASK);
+        let mut effects = vec![
+            Effect::CountReplaced,
+            Effect::Say(Note::Replaced {
+                group,
+                ec2_instance_id: id,
+            }),
+        ];
         effects.extend(self.rest(now));
         self.go(Phase::Idle, effects)
     }
