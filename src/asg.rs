@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_autoscaling::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, AutoScalingInstanceDetails};
 
 /// The group tag the shipped IAM policy requires (`autoscaling:ResourceTag/diskguard:escalate`
@@ -20,11 +20,6 @@ use aws_sdk_autoscaling::types::{AutoScalingGroup, AutoScalingInstanceDetails};
 pub const ESCALATE_TAG: &str = "diskguard:escalate";
 /// [`ESCALATE_TAG`]'s value that opts a group in.
 pub const ESCALATE_TAG_VALUE: &str = "true";
-
-/// Auto Scaling's error codes for a spent request quota: its query API answers `Throttling`
-/// ("Rate exceeded"); the other two are the spellings of AWS's JSON and EC2 APIs, accepted
-/// so a proxy or a future protocol does not turn throttling into a plain failure.
-const THROTTLING_CODES: &[&str] = &["Throttling", "ThrottlingException", "RequestLimitExceeded"];
 
 /// Why an Auto Scaling call failed, naming the call and the instance.
 #[derive(Debug, thiserror::Error)]
@@ -58,20 +53,17 @@ impl AsgError {
     }
 }
 
-fn is_throttling_code(code: Option<&str>) -> bool {
-    code.is_some_and(|c| THROTTLING_CODES.contains(&c))
-}
-
 fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     op: &'static str,
     instance_id: &str,
     e: E,
 ) -> AsgError {
+    let (throttled, message) = crate::aws::call_failure(&e);
     AsgError::Call {
         op,
         instance_id: instance_id.to_owned(),
-        throttled: is_throttling_code(e.code()),
-        message: DisplayErrorContext(&e).to_string(),
+        throttled,
+        message,
     }
 }
 
@@ -271,15 +263,6 @@ mod tests {
             Group::of(&instance(), &odd).health_check_grace_period,
             Duration::ZERO
         );
-    }
-
-    #[test]
-    fn only_throttling_codes_count_as_throttling() {
-        assert!(is_throttling_code(Some("Throttling")));
-        assert!(is_throttling_code(Some("ThrottlingException")));
-        assert!(!is_throttling_code(Some("ValidationError")));
-        assert!(!is_throttling_code(Some("ResourceContention")));
-        assert!(!is_throttling_code(None));
     }
 
     #[test]

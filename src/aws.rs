@@ -8,6 +8,28 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
+/// AWS's error codes for a spent request quota: ECS (JSON protocol) answers
+/// `ThrottlingException`, Auto Scaling (query protocol) `Throttling` ("Rate exceeded"), EC2
+/// `RequestLimitExceeded`.
+const THROTTLING_CODES: &[&str] = &["Throttling", "ThrottlingException", "RequestLimitExceeded"];
+
+fn is_throttling_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| THROTTLING_CODES.contains(&c))
+}
+
+/// What a failed SDK call says, for the ECS and Auto Scaling clients' errors: whether the
+/// service throttled it (after the SDK's own retries), and its message with the SDK's
+/// context.
+pub fn call_failure<E>(e: &E) -> (bool, String)
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    (
+        is_throttling_code(e.code()),
+        aws_sdk_ecs::error::DisplayErrorContext(e).to_string(),
+    )
+}
+
 /// IMDS answers on the instance in milliseconds; off EC2 nothing answers at all.
 const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -108,6 +130,15 @@ fn lifecycle_of(state: &str) -> Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_throttling_codes_count_as_throttling() {
+        assert!(is_throttling_code(Some("Throttling")));
+        assert!(is_throttling_code(Some("ThrottlingException")));
+        assert!(!is_throttling_code(Some("ValidationError")));
+        assert!(!is_throttling_code(Some("ResourceContention")));
+        assert!(!is_throttling_code(None));
+    }
 
     #[test]
     fn imds_is_off_only_when_the_variable_says_true() {

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::ContainerInstanceStatus;
 
 use super::identity::Identity;
@@ -58,11 +58,12 @@ pub(super) fn call_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     target: &str,
     e: E,
 ) -> EcsError {
+    let (throttled, message) = crate::aws::call_failure(&e);
     EcsError::Call {
         op,
         target: target.to_owned(),
-        throttled: e.code() == Some("ThrottlingException"),
-        message: DisplayErrorContext(&e).to_string(),
+        throttled,
+        message,
     }
 }
 
