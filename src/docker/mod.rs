@@ -4,6 +4,7 @@
 mod attribution;
 mod audit;
 mod convert;
+mod du;
 mod events;
 mod evict;
 pub mod leftovers;

@@ -25,11 +25,11 @@
 //!   it writes there. A directory walk per container, capped.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::DockerSource;
+use super::du::Du;
 use crate::sample::{ContainerInfo, ContainerWrites};
 
 /// Where cgroup v2 is mounted when it is the unified hierarchy.
@@ -284,8 +284,8 @@ fn read(counter: &Counter, devices: &[Device]) -> Option<u64> {
             )
         }
         Counter::Disk { dirs, log } => {
-            let mut budget = WALK_LIMIT;
-            let held: u64 = dirs.iter().map(|d| allocated(d, &mut budget)).sum();
+            let mut du = Du::new(WALK_LIMIT);
+            let held: u64 = dirs.iter().map(|d| du.bytes(d)).sum();
             Some(held.saturating_add(log_bytes(log.as_deref())))
         }
     }
@@ -327,30 +327,6 @@ fn dirty_per_memory_stat(text: &str) -> u64 {
         .collect();
     fields.get("file_dirty").copied().unwrap_or(0)
         + fields.get("file_writeback").copied().unwrap_or(0)
-}
-
-/// Bytes allocated under `dir` (du's count: blocks, so sparse files count what they hold),
-/// visiting at most `budget` entries; symlinks are not followed.
-fn allocated(dir: &Path, budget: &mut usize) -> u64 {
-    let mut total = 0u64;
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if *budget == 0 {
-                return total;
-            }
-            *budget -= 1;
-            let Ok(meta) = entry.metadata() else { continue };
-            total = total.saturating_add(meta.blocks() * 512);
-            if meta.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-    }
-    total
 }
 
 #[cfg(test)]
@@ -544,18 +520,5 @@ mod tests {
         assert_eq!(root_devices(root.path(), &block), vec![(major, minor)]);
         // Unknown to /sys (btrfs, ZFS): none, so that every device counts.
         assert_eq!(root_devices(root.path(), &sys.join("nothing")), Vec::new());
-    }
-
-    #[test]
-    fn a_walk_counts_allocated_bytes_and_stops_at_its_budget() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
-        std::fs::write(dir.path().join("sub/a"), vec![1u8; 64 * 1024]).expect("write");
-        std::fs::write(dir.path().join("b"), vec![1u8; 64 * 1024]).expect("write");
-        let mut budget = 100;
-        let all = allocated(dir.path(), &mut budget);
-        assert!(all >= 128 * 1024, "{all}");
-        let mut tiny = 1;
-        assert!(allocated(dir.path(), &mut tiny) < all);
     }
 }
