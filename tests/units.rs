@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use support::processes::cli;
 use support::processes::peer::{Bin, binary, run_raw, run_said, temp_dir};
 use support::systemd::cloudinit::yaml_to_json;
 
@@ -21,17 +22,13 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn render(format: &str) -> String {
-    let out = run_raw(Command::new(env!("CARGO_BIN_EXE_diskguard")).args([
-        "userdata",
-        "--format",
+    let out = cli::userdata(
         format,
-        "--cluster",
         "prod",
-        "--release-url",
         "https://releases.example.com/diskguard.tar.gz",
-        "--sha256",
         &"0".repeat(64),
-    ]));
+        &[],
+    );
     assert!(out.status.success(), "userdata --format {format} failed");
     String::from_utf8(out.stdout).expect("UTF-8 user data")
 }

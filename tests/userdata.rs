@@ -8,6 +8,7 @@ use diskguard_testkit as support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::processes::cli;
 use support::processes::peer::{Bin, binary, run_raw, run_said, temp_dir, test_venv};
 use support::systemd::cloudinit::written_file;
 
@@ -41,12 +42,10 @@ fn good_args(format: &str) -> Vec<&str> {
 }
 
 fn render(format: &str, extra: &[&str]) -> String {
-    let mut args = good_args(format);
-    args.extend_from_slice(extra);
-    let out = userdata(&args);
+    let out = cli::userdata(format, "prod", URL, SHA, extra);
     assert!(
         out.status.success(),
-        "userdata {args:?} failed: {}",
+        "userdata --format {format} {extra:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8")
@@ -132,10 +131,7 @@ fn config_file_reaches_the_node_byte_for_byte() {
     // A comment with a leading blank, CRLF endings and non-ASCII: the YAML a node reads back
     // must give exactly the file's bytes.
     let dir = temp_dir("cfg");
-    let path = dir.path().join("diskguard.toml");
-    let config =
-        "  # indented comment, café\r\nmode = \"observe\"\r\n\n[thresholds]\nprune_start = 85\n";
-    std::fs::write(&path, config).expect("write");
+    let (path, config) = cli::awkward_config(dir.path());
     let text = render("cloud-config", &["--config", &path.display().to_string()]);
     assert_eq!(
         written_file(&text, "/etc/diskguard/diskguard.toml").as_deref(),

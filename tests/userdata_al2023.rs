@@ -11,7 +11,8 @@ use diskguard_testkit as support;
 use std::process::Command;
 use std::time::Instant;
 
-use support::processes::peer::{Bin, binary, run_raw, run_said, temp_dir};
+use support::processes::cli;
+use support::processes::peer::{Bin, binary, run_said, temp_dir};
 use support::systemd::cloudinit::written_file;
 use support::systemd::image::Recipe;
 use support::systemd::nocloud::{boot_with_user_data, wait_finished};
@@ -26,21 +27,7 @@ fn userdata(extra: &[&str]) -> std::process::Output {
 
 /// `diskguard userdata --format FORMAT` for cluster prod, with `extra` flags.
 fn userdata_as(format: &str, extra: &[&str]) -> std::process::Output {
-    run_raw(
-        Command::new(env!("CARGO_BIN_EXE_diskguard"))
-            .args([
-                "userdata",
-                "--format",
-                format,
-                "--cluster",
-                "prod",
-                "--release-url",
-                URL,
-                "--sha256",
-                SHA,
-            ])
-            .args(extra),
-    )
+    cli::userdata(format, "prod", URL, SHA, extra)
 }
 
 /// `cloud-init schema --config-file` on `text`: whether it passed, and what it said.
@@ -84,10 +71,7 @@ fn config_file_reaches_the_node_byte_for_byte() {
     // A leading blank, CRLF endings and non-ASCII: what cloud-init's YAML reader (PyYAML)
     // reads back must be exactly the file's bytes.
     let dir = temp_dir("cfg");
-    let path = dir.path().join("diskguard.toml");
-    let config =
-        "  # indented comment, café\r\nmode = \"observe\"\r\n\n[thresholds]\nprune_start = 85\n";
-    std::fs::write(&path, config).expect("write");
+    let (path, config) = cli::awkward_config(dir.path());
     let out = userdata(&["--config", &path.display().to_string()]);
     assert!(
         out.status.success(),

@@ -29,3 +29,33 @@ pub fn status_json(config: &Path) -> Value {
     );
     serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
 }
+
+/// `diskguard userdata --format FORMAT --cluster CLUSTER --release-url URL --sha256 SHA
+/// EXTRA…`, to completion: the one invocation the user data and unit tests share.
+pub fn userdata(format: &str, cluster: &str, url: &str, sha256: &str, extra: &[&str]) -> Output {
+    crate::processes::procs::run_raw(
+        Command::new(super::diskguard_bin())
+            .args([
+                "userdata",
+                "--format",
+                format,
+                "--cluster",
+                cluster,
+                "--release-url",
+                url,
+                "--sha256",
+                sha256,
+            ])
+            .args(extra),
+    )
+}
+
+/// A diskguard.toml a node must receive byte for byte (a leading blank, CRLF endings,
+/// non-ASCII), written under `dir`: its path and its text.
+pub fn awkward_config(dir: &Path) -> (std::path::PathBuf, &'static str) {
+    let path = dir.join("diskguard.toml");
+    let text =
+        "  # indented comment, café\r\nmode = \"observe\"\r\n\n[thresholds]\nprune_start = 85\n";
+    std::fs::write(&path, text).expect("writing the config");
+    (path, text)
+}

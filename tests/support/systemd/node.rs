@@ -9,7 +9,6 @@
 //! `/var/run/docker.sock` leads), and a loop filesystem of its own is bound at
 //! /var/lib/docker for it to watch — so the hardened unit is shown to reach both.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,7 +17,7 @@ use crate::docker::dockerd::Dockerd;
 use crate::fs::loopfs::{LoopFs, LoopFsOptions};
 use crate::network::http_client::http_tcp;
 use crate::network::mockhttp::{Reply, Response, Server};
-use crate::processes::peer::{run_ok, temp_dir};
+use crate::processes::peer::temp_dir;
 use crate::systemd::cloudinit::{UnitCommand, apply_cloud_config, apply_ignition};
 use crate::systemd::container::{Bind, SystemdContainer};
 use crate::systemd::image::{self, Recipe};
@@ -201,23 +200,25 @@ impl World {
         let dir = temp_dir("node-config");
         let config = dir.path().join("diskguard.toml");
         std::fs::write(&config, TEST_CONFIG).expect("writing the test config");
-        run_ok(
-            Command::new(crate::processes::diskguard_bin())
-                .args([
-                    "userdata",
-                    "--format",
-                    format,
-                    "--cluster",
-                    "test",
-                    "--release-url",
-                    &self.release_url(),
-                    "--sha256",
-                    &self.release.tarball_sha256,
-                    "--config",
-                    &config.display().to_string(),
-                ])
-                .args(extra),
-        ) + "\n"
+        let config = config.display().to_string();
+        let flags: Vec<&str> = ["--config", config.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let out = crate::processes::cli::userdata(
+            format,
+            "test",
+            &self.release_url(),
+            &self.release.tarball_sha256,
+            &flags,
+        );
+        assert!(
+            out.status.success(),
+            "diskguard userdata --format {format} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned() + "\n"
     }
 
     /// Boots and applies the rendered cloud-config; returns the container and what each
