@@ -161,16 +161,32 @@ pub struct Machine {
     withdraw_due: bool,
     /// When the current claim was put.
     claim_at: Option<Instant>,
+    /// `[escalate]`: asking the Auto Scaling group to replace this instance.
+    replacement: Replacement,
+}
+
+/// The machine's memory for `[escalate]` (rules in `machine_replace.rs`).
+#[derive(Debug, Clone)]
+struct Replacement {
     /// `escalate.max_percent` and `escalate.respect_grace_period`.
-    replace_max_percent: f64,
+    max_percent: f64,
     respect_grace_period: bool,
-    /// The Auto Scaling group was asked to replace this instance (or cannot be): once per
-    /// drain episode.
-    replaced: bool,
-    replace_again_at: Option<Instant>,
+    /// Asked for (or found impossible) in this episode; asked again only after `again_at`.
+    done: bool,
+    again_at: Option<Instant>,
     /// The last reason a replacement waited, said once.
-    replace_said: Option<String>,
-    replace_id: Option<String>,
+    said: Option<String>,
+    /// The EC2 instance the last read named.
+    ec2_instance_id: Option<String>,
+}
+
+impl Replacement {
+    /// The episode is over: the next one counts afresh.
+    fn reset(&mut self) {
+        self.done = false;
+        self.again_at = None;
+        self.said = None;
+    }
 }
 
 impl Machine {
@@ -214,19 +230,21 @@ impl Machine {
             suspect: false,
             withdraw_due: false,
             claim_at: None,
-            replace_max_percent: 20.0,
-            respect_grace_period: true,
-            replaced: false,
-            replace_again_at: None,
-            replace_said: None,
-            replace_id: None,
+            replacement: Replacement {
+                max_percent: 20.0,
+                respect_grace_period: true,
+                done: false,
+                again_at: None,
+                said: None,
+                ec2_instance_id: None,
+            },
         }
     }
 
     /// `[escalate]`'s `max_percent` and `respect_grace_period` (default 20 %, true).
     pub fn with_replacement(mut self, max_percent: f64, respect_grace_period: bool) -> Self {
-        self.replace_max_percent = max_percent;
-        self.respect_grace_period = respect_grace_period;
+        self.replacement.max_percent = max_percent;
+        self.replacement.respect_grace_period = respect_grace_period;
         self
     }
 
@@ -268,21 +286,17 @@ impl Machine {
                 self.claim_at = Some(now);
                 self.go(Phase::ClaimWait, vec![Effect::RefreshIn(CLAIM_WAIT)])
             }
-            // At critical a claim waiting on a throttled budget read is not waited for.
-            (Phase::ClaimWait, Event::Plan(wish))
-                if wish.intent == (EcsIntent::Drain { critical: true }) =>
-            {
-                self.intent = wish.intent;
-                self.culprit = wish.culprit;
-                self.decided = None;
-                self.go(Phase::Reading, vec![Effect::ReadFresh])
-            }
-            // Otherwise the newest intent is kept: a disk that no longer asks for a drain by
-            // the time the claim is checked gets its claim withdrawn, not a drain.
+            // The newest intent is kept: a disk that no longer asks for a drain by the time
+            // the claim is checked gets its claim withdrawn, not a drain. At critical a claim
+            // waiting on a throttled budget read is not waited for.
             (Phase::ClaimWait, Event::Plan(wish)) => {
                 self.intent = wish.intent;
                 self.culprit = wish.culprit;
-                Vec::new()
+                if !self.critical() {
+                    return Vec::new();
+                }
+                self.decided = None;
+                self.go(Phase::Reading, vec![Effect::ReadFresh])
             }
             (Phase::Claiming, Event::Claimed(Err(e))) => {
                 self.delayed("claim a share of the drain budget", e, now)
@@ -430,7 +444,7 @@ impl Machine {
                 self.failed("remove the stale drain mark", e, now)
             }
             (Phase::ReplaceReading, Event::ReplaceRead(Ok(facts))) => {
-                self.replace_id = facts.ec2_instance_id.clone();
+                self.replacement.ec2_instance_id = facts.ec2_instance_id.clone();
                 self.replace_read(facts, now)
             }
             (Phase::ReplaceReading, Event::ReplaceRead(Err(e))) => self.failed(
@@ -439,7 +453,7 @@ impl Machine {
                 now,
             ),
             (Phase::Replacing, Event::Replaced(Ok(group))) => {
-                let id = self.replace_id.clone().unwrap_or_default();
+                let id = self.replacement.ec2_instance_id.clone().unwrap_or_default();
                 self.replaced(group, id, now)
             }
             (Phase::Replacing, Event::Replaced(Err(e))) => self.replace_failed(e, now),
@@ -465,9 +479,7 @@ impl Machine {
             self.someone_else_said = false;
         }
         if !wish.replace {
-            self.replaced = false;
-            self.replace_again_at = None;
-            self.replace_said = None;
+            self.replacement.reset();
         }
         if wish.intent != self.intent {
             // A new episode (or a step within one) is decided afresh, even when it asks

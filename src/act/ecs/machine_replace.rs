@@ -20,7 +20,7 @@ use crate::sample::EcsStatus;
 impl Machine {
     /// Whether a plan's `replace` calls for a replacement check now.
     pub(super) fn wants_replacement(&self, replace: bool, now: Instant) -> bool {
-        replace && !self.replaced && self.replace_again_at.is_none_or(|at| now >= at)
+        replace && !self.replacement.done && self.replacement.again_at.is_none_or(|at| now >= at)
     }
 
     pub(super) fn replace_read(&mut self, facts: ReplaceFacts, now: Instant) -> Vec<Effect> {
@@ -38,16 +38,16 @@ impl Machine {
             );
             return self.replace_later(Some(why), now);
         }
-        let allowed = drain_budget(self.replace_max_percent, facts.instances);
+        let allowed = drain_budget(self.replacement.max_percent, facts.instances);
         if facts.draining > allowed {
             let why = format!(
                 "{} of the cluster's {} instances are DRAINING (this one included), more than the {} that escalate.max_percent ({} %) allows out of service at once",
-                facts.draining, facts.instances, allowed, self.replace_max_percent
+                facts.draining, facts.instances, allowed, self.replacement.max_percent
             );
             return self.replace_later(Some(why), now);
         }
         if self.observe {
-            self.replaced = true;
+            self.replacement.done = true;
             return self.go(Phase::Idle, vec![Effect::Say(Note::WouldReplace)]);
         }
         let Some(id) = facts.ec2_instance_id else {
@@ -58,19 +58,19 @@ impl Machine {
             Phase::Replacing,
             vec![Effect::Replace {
                 ec2_instance_id: id,
-                respect_grace_period: self.respect_grace_period,
+                respect_grace_period: self.replacement.respect_grace_period,
             }],
         )
     }
 
     /// Not now: looked at again after RECHECK; `why` said once per reason.
     fn replace_later(&mut self, why: Option<String>, now: Instant) -> Vec<Effect> {
-        self.replace_again_at = Some(now + RECHECK.mul_f64(1.0 + 0.2 * self.rng.f64()));
+        self.replacement.again_at = Some(now + RECHECK.mul_f64(1.0 + 0.2 * self.rng.f64()));
         let mut effects = Vec::new();
         if let Some(why) = why
-            && self.replace_said.as_ref() != Some(&why)
+            && self.replacement.said.as_ref() != Some(&why)
         {
-            self.replace_said = Some(why.clone());
+            self.replacement.said = Some(why.clone());
             effects.push(Effect::Say(Note::ReplaceWaits(why)));
         }
         effects.extend(self.rest(now));
@@ -94,7 +94,7 @@ impl Machine {
 
     /// No replacement can be had in this episode: said once, not tried again.
     fn unavailable(&mut self, why: String, now: Instant) -> Vec<Effect> {
-        self.replaced = true;
+        self.replacement.done = true;
         let mut effects = vec![Effect::Say(Note::ReplaceUnavailable(why))];
         effects.extend(self.rest(now));
         self.go(Phase::Idle, effects)
@@ -112,7 +112,7 @@ impl Machine {
         };
         // Asked again after REASK while the instance is still there and stuck: a call made
         // within the group's health check grace period, or lost, does nothing.
-        self.replace_again_at = Some(now + REASK);
+        self.replacement.again_at = Some(now + REASK);
         let mut effects = vec![
             Effect::CountReplaced,
             Effect::Say(Note::Replaced {
