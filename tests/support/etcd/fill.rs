@@ -119,6 +119,24 @@ pub fn delete_fill(addr: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Compacts to the current revision and waits until it is applied (`physical`), then
+/// writes one small key so that a commit frees the pages the compaction released: the
+/// member's in-use size then says how fragmented its db is.
+pub fn compact_settled(addr: &str) {
+    let rev = revision(addr);
+    let (status, answer) = json_of(
+        addr,
+        "/v3/kv/compaction",
+        &json!({"revision": rev.to_string(), "physical": true}),
+    );
+    assert_eq!(status, 200, "compaction: {answer}");
+    for _ in 0..2 {
+        let (status, answer) = put(addr, "settle", b"x");
+        assert_eq!(status, 200, "put: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The cluster's current revision.
 pub fn revision(addr: &str) -> u64 {
     let (status, answer) = json_of(addr, "/v3/kv/range", &json!({"key": b64(b"x"), "limit": 1}));
