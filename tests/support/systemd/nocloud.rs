@@ -56,9 +56,37 @@ ExecStart=/bin/sleep infinity
 ";
 const ECS_WANTED: &str = "[Unit]\nWants=ecs.service\n";
 
-/// Boots `world`'s cloud-init image with `user_data` as its seed and the `ecs.service`
-/// ordering stand-in enabled; returns the container (its boot, cloud-final included, is
-/// over) and the seed, which must outlive it.
+/// `cloud-final.service` as Amazon Linux renders cloud-init's template. The template orders
+/// the final stage `After=multi-user.target` only for the `ubuntu`, `debian` and `unknown`
+/// variants (canonical/cloud-init `systemd/cloud-final.service.tmpl`), and Debian's unit in
+/// the image has it. With `ecs.service` (`After=cloud-final.service`) wanted by
+/// multi-user.target, Debian's unit makes an ordering cycle that Amazon Linux does not have,
+/// and systemd breaks it by deleting one of the cycle's start jobs, at times cloud-final's:
+/// then the user data's `runcmd` never runs.
+pub const CLOUD_FINAL_AMAZON: &str = "\
+# Test stand-in: cloud-init's template as Amazon Linux renders it (no After=multi-user.target).
+[Unit]
+Description=Execute cloud user/final scripts
+After=network-online.target cloud-config.service rc-local.service
+Wants=network-online.target cloud-config.service
+Before=apt-daily.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/cloud-init modules --mode=final
+RemainAfterExit=yes
+TimeoutSec=0
+KillMode=process
+StandardOutput=journal+console
+
+[Install]
+WantedBy=cloud-init.target
+";
+
+/// Boots `world`'s cloud-init image with `user_data` as its seed, the `ecs.service`
+/// ordering stand-in enabled and Amazon Linux's `cloud-final.service`; returns the
+/// container and the seed, which must outlive it. Panics if the boot's units order
+/// themselves in a cycle (systemd would drop one of its jobs, whichever it picks).
 pub fn boot_with_user_data<'w>(
     world: &'w World,
     user_data: &str,
@@ -69,6 +97,8 @@ pub fn boot_with_user_data<'w>(
     let wants = units.path().join("ecs.conf");
     std::fs::write(&ecs, ECS_SERVICE_ORDERING).expect("writing ecs.service");
     std::fs::write(&wants, ECS_WANTED).expect("writing the multi-user.target drop-in");
+    let cloud_final = units.path().join("cloud-final.service");
+    std::fs::write(&cloud_final, CLOUD_FINAL_AMAZON).expect("writing cloud-final.service");
     // cloud-init starts diskguard during the boot, before `World::boot_with` writes the test
     // drop-in: it must be there from PID 1 on, so that diskguard never probes IMDS.
     let test_drop_in = units.path().join("50-test.conf");
@@ -89,6 +119,11 @@ pub fn boot_with_user_data<'w>(
             container: "/etc/systemd/system/multi-user.target.d/50-ecs.conf",
             read_only: true,
         },
+        Bind {
+            host: &cloud_final,
+            container: "/etc/systemd/system/cloud-final.service",
+            read_only: true,
+        },
         // Writable: `World::boot_with` writes the same text there again after the boot.
         Bind {
             host: &test_drop_in,
@@ -98,6 +133,18 @@ pub fn boot_with_user_data<'w>(
     ]);
     // Bound files are read when the container starts: the directory may go.
     drop(units);
+    let verify = c.exec(&[
+        "systemd-analyze",
+        "verify",
+        "multi-user.target",
+        "cloud-init.target",
+    ]);
+    let said = String::from_utf8_lossy(&verify.stderr) + String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        !said.contains("ordering cycle"),
+        "the boot's units in {} order themselves in a cycle:\n{said}",
+        c.name
+    );
     (c, seed)
 }
 
@@ -117,10 +164,9 @@ pub fn wait_finished(c: &SystemdContainer<'_>) -> Finished {
     let status = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.code() == Some(124) {
         panic!(
-            "cloud-init in {} did not finish in {CLOUD_INIT_TIMEOUT:?}:\n{}\n{}",
+            "cloud-init in {} did not finish in {CLOUD_INIT_TIMEOUT:?}:\n{}",
             c.name,
-            c.stdout(&["cloud-init", "status", "--long"]),
-            c.journal("cloud-final.service")
+            stuck_boot(c)
         );
     }
     let word = status
@@ -137,4 +183,43 @@ pub fn wait_finished(c: &SystemdContainer<'_>) -> Finished {
         ok: word == "done" && out.status.success(),
         status,
     }
+}
+
+/// What a boot whose cloud-init has not finished is waiting for: cloud-init's own account
+/// of its stages, systemd's job queue (a stage that has not started waits there), the
+/// cloud-init units, and the end of the boot's journal and of cloud-init's log.
+fn stuck_boot(c: &SystemdContainer<'_>) -> String {
+    let show = |args: &[&str]| {
+        let out = c.exec(args);
+        format!(
+            "$ {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    [
+        show(&["cloud-init", "status", "--long"]),
+        show(&["systemctl", "list-jobs", "--no-pager"]),
+        show(&[
+            "systemctl",
+            "list-units",
+            "--all",
+            "--no-pager",
+            "cloud-*",
+            "network*",
+            "systemd-networkd*",
+        ]),
+        show(&[
+            "journalctl",
+            "-b",
+            "--no-pager",
+            "-o",
+            "short-monotonic",
+            "-n",
+            "120",
+        ]),
+        show(&["tail", "-n", "60", "/var/log/cloud-init.log"]),
+    ]
+    .join("\n")
 }
