@@ -192,9 +192,9 @@ impl<'d> SystemdContainer<'d> {
             .unwrap_or_default()
     }
 
-    /// `systemd-analyze verify` in the container must print nothing for `units` (unit
-    /// names or paths): a warning is a failure too.
-    pub fn assert_verify_clean(&self, units: &[&str]) {
+    /// `systemd-analyze verify` in the container for `units` (unit names or paths): whether
+    /// it succeeded, and what it printed.
+    pub fn verify(&self, units: &[&str]) -> (bool, String) {
         let mut args = vec!["systemd-analyze", "verify", "--man=no"];
         args.extend_from_slice(units);
         let out = self.exec(&args);
@@ -203,8 +203,15 @@ impl<'d> SystemdContainer<'d> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        (out.status.success(), said)
+    }
+
+    /// `systemd-analyze verify` in the container must print nothing for `units` (unit
+    /// names or paths): a warning is a failure too.
+    pub fn assert_verify_clean(&self, units: &[&str]) {
+        let (ok, said) = self.verify(units);
         assert!(
-            out.status.success() && said.trim().is_empty(),
+            ok && said.trim().is_empty(),
             "systemd-analyze verify {units:?} in {}: {said}",
             self.name
         );
