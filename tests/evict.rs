@@ -124,7 +124,9 @@ fn a_container_flooding_stdout_is_evicted_as_the_writer_before_the_disk_is_full(
         "stdout flood at {:.0} MB/s: started → removed in {took:?}, peak {peak:.1}%",
         rate / 1e6
     );
-    assert!(rate >= 50e6, "a flood of at least 50 MB/s: {line}");
+    // How fast dockerd writes the log is the machine's (87–181 MB/s here, BENCHMARKS.md); the test
+    // asserts that the meter saw a flood at all, which the cgroup v2 meter alone did not.
+    assert!(rate >= 20e6, "metered as a flood: {line}");
     assert!(peak < 100.0, "the disk reached {peak:.1}%");
     assert_eq!(
         container_state(&w.d, &flood),

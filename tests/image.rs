@@ -24,7 +24,8 @@ use support::fs::watch::container_state;
 use support::processes::daemon::log_number;
 use support::systemd::release::artifacts;
 
-/// Over 100 MB/s into the container's own layer: 10 MiB with dd, a 50 ms pause, again.
+/// Into the container's own layer: 10 MiB with dd, a 50 ms pause, again. At most 200 MB/s; how
+/// close it comes depends on the machine (180–234 MB/s here, 99 MB/s once on a loaded CI run).
 const FAST_WRITER: &str = "i=0; while true; do dd if=/dev/zero of=/w$i bs=1M count=10 2>/dev/null; i=$((i+1)); usleep 50000; done";
 const TASK_DEFINITION: &str = "packaging/ecs/diskguard-task-definition.json";
 
@@ -228,7 +229,7 @@ fn the_daemon_service_image_reclaims_and_evicts_as_the_host_install_does_and_spa
         "spare images removed: {left}"
     );
 
-    // A writer at over 100 MB/s is evicted; diskguard's own container never.
+    // A fast writer is evicted; diskguard's own container never.
     let bad_image = import_image(&w.d, "bad:v1", MIB);
     let bad = run_container(
         &w.d,
@@ -253,7 +254,13 @@ fn the_daemon_service_image_reclaims_and_evicts_as_the_host_install_does_and_spa
         "evicted in the container: a writer at {:.0} MB/s",
         rate / 1e6
     );
-    assert!(rate >= 100e6, "a writer of at least 100 MB/s: {line}");
+    // The writer's speed is the machine's, not diskguard's (BENCHMARKS.md has the figures); the
+    // test asserts what diskguard decided: it metered a fast writer and chose it as the top one.
+    assert!(
+        line.contains("the most of any running container"),
+        "chosen as the top writer: {line}"
+    );
+    assert!(rate >= 20e6, "metered as a fast writer: {line}");
     assert_eq!(container_state(&w.d, &bad), "gone");
     assert_eq!(
         container_state(&w.d, &me),
